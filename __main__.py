@@ -1,0 +1,82 @@
+"""cluster-secrets: 1Password Connect, External Secrets and Argo CD, bootstrapped from 1Password."""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import outputs
+from components.argocd import ArgoCD, ArgoCDArgs
+from components.config import read_settings
+from components.connect import OnePasswordConnect, OnePasswordConnectArgs
+from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
+from components.handoff import PreviousHandoff, decide_handoff
+from components.onepassword_items import read_connect_credentials, read_connect_token, vault_uuid
+from components.previous_deployment import previous_handoff
+
+settings = read_settings()
+op = settings.onepassword
+
+# Every 1Password read comes before any resource: bad data stops the program at preview with
+# nothing registered.
+init_vault_id = vault_uuid(op.init_vault)
+connect_credentials = read_connect_credentials(op.init_vault, init_vault_id, op.credentials_item)
+connect_token = read_connect_token(op.init_vault, init_vault_id, op.token_item)
+working_vault_id = vault_uuid(op.working_vault)
+
+# In auto mode the hand-off continues from what the previous deployment of this stack recorded.
+argocd_mode = settings.argocd.create_secret
+handoff = decide_handoff(argocd_mode, previous_handoff() if argocd_mode == "auto" else PreviousHandoff())
+
+# One explicit provider per cluster; the ambient default provider is disabled in the stack file.
+cluster = k8s.Provider(
+    "cluster",
+    kubeconfig=settings.kubeconfig_path or None,
+    context=settings.kube_context,
+)
+
+connect = OnePasswordConnect(
+    "connect",
+    OnePasswordConnectArgs(
+        settings=settings.connect,
+        credentials_json=connect_credentials,
+    ),
+    opts=pulumi.ResourceOptions(providers=[cluster]),
+)
+external_secrets = ExternalSecrets(
+    "external-secrets",
+    ExternalSecretsArgs(
+        settings=settings.external_secrets,
+        vaults=op.store_vaults,
+        connect_host=connect.host,
+        connect_token=connect_token,
+    ),
+    opts=pulumi.ResourceOptions(providers=[cluster]),
+)
+argocd = ArgoCD(
+    "argocd",
+    ArgoCDArgs(
+        settings=settings.argocd,
+        handoff=handoff,
+        external_secrets_api_version=external_secrets.api_version,
+        store_name=external_secrets.store_name,
+        vault_id=working_vault_id,
+    ),
+    opts=pulumi.ResourceOptions(providers=[cluster]),
+)
+
+pulumi.export(outputs.CONNECT_HOST, connect.host)
+pulumi.export(outputs.SECRET_STORE_NAME, external_secrets.store_name)
+pulumi.export(outputs.ARGOCD_NAMESPACE, argocd.namespace)
+pulumi.export(outputs.ARGOCD_CREATE_SECRET, handoff.create_secret)
+pulumi.export(outputs.ARGOCD_SECRET_SYNCED, argocd.secret_synced)
+pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD, argocd.admin_password)
+pulumi.export(outputs.ARGOCD_SECRET_ITEM_VAULT, op.working_vault)
+pulumi.export(outputs.ARGOCD_SECRET_ITEM_TITLE, argocd.secret_item_title)
+pulumi.export(outputs.ARGOCD_ADMIN_ITEM_TITLE, argocd.admin_item_title)
+pulumi.export(
+    outputs.CHART_VERSIONS,
+    {
+        "connect": settings.connect.chart.version,
+        "externalSecrets": settings.external_secrets.chart.version,
+        "argocd": settings.argocd.chart.version,
+    },
+)

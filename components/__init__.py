@@ -1,0 +1,1 @@
+"""Components and pure helpers of the cluster-secrets Pulumi program."""

@@ -1,0 +1,197 @@
+"""ArgoCD: Argo CD whose argocd-secret comes from a 1Password item through an ExternalSecret."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_onepassword as onepassword
+import pulumi_random as random
+import pulumiverse_time as time
+
+from components.admin_secret import (
+    ADMIN_PASSWORD,
+    ADMIN_PASSWORD_MTIME,
+    ARGOCD_SECRET_KEYS,
+    BCRYPT_SALT_BYTES,
+    SERVER_SECRET_KEY,
+    hash_admin_password,
+)
+from components.config import ArgoCDSettings
+from components.handoff import Handoff
+from components.kube import KEEP, WAIT_READY, once_created
+
+# Argo CD reads this exact Secret name.
+ARGOCD_SECRET = "argocd-secret"
+# FACTS.md (Argo CD): from v3.5.0 settings reload only for Secrets labelled part-of argocd.
+ARGOCD_SECRET_LABELS = {"app.kubernetes.io/name": ARGOCD_SECRET, "app.kubernetes.io/part-of": "argocd"}
+SERVER_SECRET_KEY_BYTES = 32
+
+
+def argocd_values(create_secret: bool) -> dict[str, Any]:
+    """Helm values of the reference setup, plus the createSecret hand-off.
+
+    The keep annotation goes on the chart's Secret from the first install, so that the later flip
+    to createSecret=false cannot make Helm delete argocd-secret (FACTS.md, Helm).
+    FACTS.md (Argo CD chart): `server.insecure` is a free-form key of configs.params, still honoured.
+    """
+    return {
+        "dex": {"enabled": False},
+        "notifications": {"enabled": False},
+        "configs": {
+            "params": {"server.insecure": True},
+            "secret": {"createSecret": create_secret, "annotations": dict(KEEP)},
+        },
+    }
+
+
+def argocd_external_secret(
+    api_version: str, namespace: pulumi.Input[str], store_name: pulumi.Input[str], item_title: pulumi.Input[str]
+) -> dict[str, Any]:
+    """The ExternalSecret that owns argocd-secret, filled from one 1Password item.
+
+    Explicit `data` entries give the Secret exactly our three keys: `dataFrom.extract` would also
+    bring the item category's built-in fields (FACTS.md, ESO). `creationPolicy: Owner` adopts a
+    Secret the chart created (FACTS.md, ESO); the template's labels and keep annotation are copied
+    onto the Secret, so Helm keeps it when createSecret turns false.
+    """
+    return {
+        "apiVersion": api_version,
+        "kind": "ExternalSecret",
+        "metadata": {"name": ARGOCD_SECRET, "namespace": namespace, "annotations": dict(WAIT_READY)},
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": store_name},
+            "target": {
+                "name": ARGOCD_SECRET,
+                "creationPolicy": "Owner",
+                "template": {"metadata": {"labels": dict(ARGOCD_SECRET_LABELS), "annotations": dict(KEEP)}},
+            },
+            "data": [
+                {"secretKey": key, "remoteRef": {"key": item_title, "property": key}} for key in ARGOCD_SECRET_KEYS
+            ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class ArgoCDArgs:
+    settings: ArgoCDSettings
+    handoff: Handoff
+    external_secrets_api_version: str
+    store_name: pulumi.Input[str]
+    vault_id: str  # the working vault, where this component owns its two items
+
+
+class ArgoCD(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+    admin_password: pulumi.Output[str]  # secret
+    secret_item_title: pulumi.Output[str]
+    admin_item_title: pulumi.Output[str]
+    secret_synced: pulumi.Output[bool]
+
+    def __init__(self, name: str, args: ArgoCDArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cluster-secrets:index:ArgoCD", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+
+        password = random.RandomPassword(
+            f"{name}-admin-password", length=settings.admin_password_length, special=False, opts=child
+        )
+        # The provider marks `result` secret; wrapping it says so here too, for every use below.
+        clear_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        # Salt and mtime are kept in state and renewed only with the password, so a re-run
+        # with nothing changed yields the same hash and mtime.
+        renew_with_password = {"password": clear_password}
+        salt = random.RandomBytes(
+            f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
+        )
+        mtime = time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
+        secret_key = random.RandomBytes(f"{name}-server-secretkey", length=SERVER_SECRET_KEY_BYTES, opts=child)
+        password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
+            lambda parts: hash_admin_password(parts[0], parts[1])
+        )
+
+        # The clear password, for people who log in from their password manager.
+        admin_item = onepassword.Item(
+            f"{name}-admin-item",
+            vault=args.vault_id,
+            title=settings.admin_item,
+            category="login",
+            username="admin",
+            password=clear_password,
+            opts=child,
+        )
+        # The item holds argocd-secret's contents; all of it is secret in state and in 1Password.
+        fields: dict[str, pulumi.Output[str]] = {
+            ADMIN_PASSWORD: password_hash,
+            ADMIN_PASSWORD_MTIME: pulumi.Output.secret(mtime.rfc3339),
+            SERVER_SECRET_KEY: pulumi.Output.secret(secret_key.hex),
+        }
+        secret_item = onepassword.Item(
+            f"{name}-secret-item",
+            vault=args.vault_id,
+            title=settings.secret_item,
+            category="secure_note",
+            sections=[
+                {
+                    "label": ARGOCD_SECRET,
+                    "fields": [{"label": key, "type": "CONCEALED", "value": fields[key]} for key in ARGOCD_SECRET_KEYS],
+                }
+            ],
+            opts=child,
+        )
+
+        manifest = argocd_external_secret(
+            args.external_secrets_api_version,
+            namespace.metadata.name,
+            args.store_name,
+            once_created(secret_item, settings.secret_item),
+        )
+
+        def external_secret(depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-external-secret",
+                api_version=args.external_secrets_api_version,
+                kind="ExternalSecret",
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+
+        def release(depends_on: list[pulumi.Resource]) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                f"{name}-release",
+                name="argocd",
+                chart="argo-cd",
+                version=settings.chart.version,
+                repository_opts={"repo": settings.chart.repository},
+                namespace=namespace.metadata.name,
+                values=argocd_values(args.handoff.create_secret),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+
+        # The order is the hand-off (components/handoff.py): Argo CD never starts without argocd-secret.
+        if args.handoff.external_secret_first:
+            synced_secret = external_secret([])
+            release([synced_secret])
+        else:
+            synced_secret = external_secret([release([])])
+
+        self.namespace = namespace.metadata.name
+        self.admin_password = clear_password
+        self.secret_item_title = once_created(secret_item, settings.secret_item)
+        self.admin_item_title = once_created(admin_item, settings.admin_item)
+        # The ExternalSecret is awaited until Ready (WAIT_READY): once it is registered, it synced.
+        self.secret_synced = once_created(synced_secret, True)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "admin_password": self.admin_password,
+                "secret_item_title": self.secret_item_title,
+                "admin_item_title": self.admin_item_title,
+                "secret_synced": self.secret_synced,
+            }
+        )

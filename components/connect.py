@@ -1,0 +1,76 @@
+"""OnePasswordConnect: 1Password Connect in the cluster, fed from the init vault."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import ConnectSettings
+from components.versions import connect_credentials_value
+
+# FACTS.md (Connect): the chart's Service is `onepassword-connect` in the release namespace, API on 8080.
+SERVICE_NAME = "onepassword-connect"
+API_PORT = 8080
+
+
+def connect_host(namespace: str) -> str:
+    """The in-cluster URL of the Connect API."""
+    return f"http://{SERVICE_NAME}.{namespace}.svc.cluster.local:{API_PORT}"
+
+
+def connect_values(credentials_secret: str, credentials_key: str) -> dict[str, Any]:
+    """Helm values: use our existing credentials Secret (no credentials in values) behind a ClusterIP.
+
+    FACTS.md (Connect): with neither `connect.credentials` nor `connect.credentials_base64` set the
+    chart creates no Secret and reads ours; `serviceType` defaults to NodePort in chart 1.x, which
+    would expose the API on every node, so it is set explicitly.
+    """
+    return {
+        "connect": {
+            "credentialsName": credentials_secret,
+            "credentialsKey": credentials_key,
+            "serviceType": "ClusterIP",
+        },
+    }
+
+
+@dataclass(frozen=True)
+class OnePasswordConnectArgs:
+    settings: ConnectSettings
+    credentials_json: pulumi.Input[str]  # secret
+
+
+class OnePasswordConnect(pulumi.ComponentResource):
+    host: pulumi.Output[str]
+
+    def __init__(self, name: str, args: OnePasswordConnectArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cluster-secrets:index:OnePasswordConnect", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-credentials",
+            metadata={"name": settings.credentials_secret, "namespace": namespace.metadata.name},
+            type="Opaque",
+            string_data={
+                settings.credentials_key: pulumi.Output.secret(args.credentials_json).apply(
+                    lambda text: connect_credentials_value(settings.chart.parsed, text.encode("utf-8"))
+                )
+            },
+            opts=child,
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="connect",
+            chart="connect",
+            version=settings.chart.version,
+            repository_opts={"repo": settings.chart.repository},
+            namespace=namespace.metadata.name,
+            values=connect_values(settings.credentials_secret, settings.credentials_key),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
+        )
+        # Derived from the release, so whoever uses the host waits for Connect to be installed.
+        self.host = release.status.namespace.apply(lambda ns: connect_host(ns or settings.namespace))
+        self.register_outputs({"host": self.host})

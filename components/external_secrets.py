@@ -1,0 +1,120 @@
+"""ExternalSecrets: the External Secrets Operator and a ClusterSecretStore reading 1Password via Connect."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import ExternalSecretsSettings
+from components.kube import KEEP, WAIT_READY, once_created
+from components.versions import eso_api_version
+
+
+def eso_values() -> dict[str, Any]:
+    """Helm values: CRDs installed by the chart, annotated so Helm never deletes them.
+
+    FACTS.md (ESO): the chart installs its CRDs as templates, so an uninstall or a replacement of
+    the release would delete the CRDs, every ExternalSecret and every Secret they own
+    (argocd-secret included); `crds.annotations` carries `helm.sh/resource-policy: keep` to stop that.
+    """
+    return {"installCRDs": True, "crds": {"annotations": dict(KEEP)}}
+
+
+def cluster_secret_store(
+    name: str,
+    api_version: str,
+    host: pulumi.Input[str],
+    vaults: Mapping[str, int],
+    token_secret: pulumi.Input[str],
+    token_key: str,
+    token_namespace: pulumi.Input[str],
+) -> dict[str, Any]:
+    """The ClusterSecretStore manifest: the onepassword provider through Connect.
+
+    FACTS.md (ESO): `vaults` maps vault name to a unique priority (lower is searched first), and
+    the token reference needs its namespace on a cluster-wide store.
+    """
+    return {
+        "apiVersion": api_version,
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": name, "annotations": dict(WAIT_READY)},
+        "spec": {
+            "provider": {
+                "onepassword": {
+                    "connectHost": host,
+                    "vaults": dict(vaults),
+                    "auth": {
+                        "secretRef": {
+                            "connectTokenSecretRef": {
+                                "name": token_secret,
+                                "key": token_key,
+                                "namespace": token_namespace,
+                            }
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+
+@dataclass(frozen=True)
+class ExternalSecretsArgs:
+    settings: ExternalSecretsSettings
+    vaults: Mapping[str, int]
+    connect_host: pulumi.Input[str]
+    connect_token: pulumi.Input[str]  # secret
+
+
+class ExternalSecrets(pulumi.ComponentResource):
+    store_name: pulumi.Output[str]
+    api_version: str
+
+    def __init__(self, name: str, args: ExternalSecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cluster-secrets:index:ExternalSecrets", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.api_version = eso_api_version(settings.chart.parsed)
+
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+        token = k8s.core.v1.Secret(
+            f"{name}-connect-token",
+            metadata={"name": settings.token_secret, "namespace": namespace.metadata.name},
+            type="Opaque",
+            string_data={settings.token_key: pulumi.Output.secret(args.connect_token)},
+            opts=child,
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="external-secrets",
+            chart="external-secrets",
+            version=settings.chart.version,
+            repository_opts={"repo": settings.chart.repository},
+            namespace=namespace.metadata.name,
+            values=eso_values(),
+            opts=child,
+        )
+        manifest = cluster_secret_store(
+            settings.store_name,
+            self.api_version,
+            host=args.connect_host,
+            vaults=args.vaults,
+            token_secret=token.metadata.name,
+            token_key=settings.token_key,
+            token_namespace=token.metadata.namespace,
+        )
+        # FACTS.md (pulumi-kubernetes): a custom resource must wait for the release that installs its CRD.
+        # The Connect release and the token Secret are edges through connect_host and the token's metadata.
+        store = k8s.apiextensions.CustomResource(
+            f"{name}-store",
+            api_version=self.api_version,
+            kind="ClusterSecretStore",
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[release]),
+        )
+        # Awaited until Ready (WAIT_READY), so its users wait for a working store.
+        self.store_name = once_created(store, settings.store_name)
+        self.register_outputs({"store_name": self.store_name})

@@ -1,0 +1,16 @@
+"""Stack output names: a contract that other stacks and tools read. Change them only with care."""
+
+CONNECT_HOST = "connectHost"
+SECRET_STORE_NAME = "secretStoreName"
+ARGOCD_NAMESPACE = "argocdNamespace"
+# The createSecret value this deployment applied, and whether the ExternalSecret was Ready after it.
+# In `auto` mode the next deployment reads both (components/handoff.py).
+ARGOCD_CREATE_SECRET = "argocdCreateSecret"
+ARGOCD_SECRET_SYNCED = "argocdSecretSynced"
+ARGOCD_ADMIN_PASSWORD = "argocdAdminPassword"  # secret
+# Where the item behind argocd-secret lives in 1Password (vault name and item title).
+ARGOCD_SECRET_ITEM_VAULT = "argocdSecretItemVault"
+ARGOCD_SECRET_ITEM_TITLE = "argocdSecretItemTitle"
+ARGOCD_ADMIN_ITEM_TITLE = "argocdAdminItemTitle"
+# The chart versions this cluster runs: {connect, externalSecrets, argocd}.
+CHART_VERSIONS = "chartVersions"
