@@ -19,7 +19,7 @@ from components.admin_secret import (
 )
 from components.config import ArgoCDSettings
 from components.handoff import Handoff
-from components.kube import KEEP, WAIT_READY, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, once_created
 
 # Argo CD reads this exact Secret name.
 ARGOCD_SECRET = "argocd-secret"
@@ -152,13 +152,8 @@ class ArgoCD(pulumi.ComponentResource):
         )
 
         def external_secret(depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
-            return k8s.apiextensions.CustomResource(
-                f"{name}-external-secret",
-                api_version=args.external_secrets_api_version,
-                kind="ExternalSecret",
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            return external_secrets_object(
+                f"{name}-external-secret", manifest, pulumi.ResourceOptions(parent=self, depends_on=depends_on)
             )
 
         def release(depends_on: list[pulumi.Resource]) -> k8s.helm.v3.Release:

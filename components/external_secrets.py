@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ExternalSecretsSettings
-from components.kube import KEEP, WAIT_READY, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, once_created
 from components.versions import eso_api_version
 
 
@@ -107,13 +107,8 @@ class ExternalSecrets(pulumi.ComponentResource):
         )
         # FACTS.md (pulumi-kubernetes): a custom resource must wait for the release that installs its CRD.
         # The Connect release and the token Secret are edges through connect_host and the token's metadata.
-        store = k8s.apiextensions.CustomResource(
-            f"{name}-store",
-            api_version=self.api_version,
-            kind="ClusterSecretStore",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[release]),
+        store = external_secrets_object(
+            f"{name}-store", manifest, pulumi.ResourceOptions(parent=self, depends_on=[release])
         )
         # Awaited until Ready (WAIT_READY), so its users wait for a working store.
         self.store_name = once_created(store, settings.store_name)

@@ -1,8 +1,11 @@
 """Small pieces shared by the Kubernetes components."""
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pulumi
+import pulumi_kubernetes as k8s
+
+from components.versions import ESO_API_VERSIONS
 
 T = TypeVar("T")
 
@@ -15,3 +18,27 @@ WAIT_READY = {"pulumi.com/waitFor": "condition=Ready"}
 def once_created(resource: pulumi.CustomResource, value: T) -> pulumi.Output[T]:
     """`value`, carrying a dependency on `resource`: whoever uses it waits for the resource."""
     return resource.id.apply(lambda _: value)
+
+
+def external_secrets_object(
+    resource_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    """An ESO custom resource from its manifest, aliased across ESO's API versions.
+
+    The API version is part of the Pulumi type token, so a chart upgrade from v1beta1 to v1 would
+    otherwise create a "new" resource and delete the old one: the same Kubernetes object. Deleting
+    the ExternalSecret would also garbage-collect argocd-secret (FACTS.md, ESO). With the aliases the
+    upgrade is an update in place.
+    """
+    api_version, kind = manifest["apiVersion"], manifest["kind"]
+    aliases: list[pulumi.Input[str | pulumi.Alias]] = [
+        pulumi.Alias(type_=f"kubernetes:{other}:{kind}") for other in ESO_API_VERSIONS if other != api_version
+    ]
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=api_version,
+        kind=kind,
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases)),
+    )

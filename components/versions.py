@@ -33,13 +33,17 @@ def parse_chart_version(text: str) -> ChartVersion:
     return ChartVersion(int(major), int(minor), int(patch), prerelease or "")
 
 
+# Every external-secrets.io API version that serves our objects, oldest first.
+ESO_API_VERSIONS = ("external-secrets.io/v1beta1", "external-secrets.io/v1")
+
+
 def eso_api_version(eso_chart: ChartVersion) -> str:
     """The external-secrets.io API version that the ESO chart serves for our objects.
 
     FACTS.md (ESO): `v1` is first served in chart 0.16.0 and `v1beta1` is no longer served from
     0.17.0, so v1beta1 below 0.16.0 and v1 from 0.16.0.
     """
-    return "external-secrets.io/v1" if eso_chart.at_least(0, 16, 0) else "external-secrets.io/v1beta1"
+    return ESO_API_VERSIONS[1] if eso_chart.at_least(0, 16, 0) else ESO_API_VERSIONS[0]
 
 
 def connect_credentials_value(connect_chart: ChartVersion, credentials_json: bytes) -> str:

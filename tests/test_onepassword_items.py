@@ -2,9 +2,10 @@ import json
 
 import pytest
 
+from cluster_secrets.offline import attached_file
 from components.errors import ConfigError
 from components.onepassword_items import CREDENTIALS_FIELDS, check_credentials
-from tests.conftest import CANARY_TOKEN, CREDENTIALS, credentials_file, default_vaults, fakes, run_stack
+from tests.conftest import CANARY_TOKEN, CREDENTIALS, default_vaults, fakes, run_stack
 
 WHERE = "1Password item '1password-credentials' in vault 'InitHomeLab'"
 
@@ -42,7 +43,7 @@ def test_a_credentials_file_that_is_not_a_json_object_is_refused(content, match)
 
 
 def test_a_credentials_item_that_is_not_json_fails_the_run_and_names_the_item():
-    message = expect_failure("is not JSON", **{"1password-credentials": {"files": [credentials_file(b"{oops")]}})
+    message = expect_failure("is not JSON", **{"1password-credentials": {"files": [attached_file(b"{oops")]}})
     assert "'1password-credentials' in vault 'InitHomeLab'" in message
 
 
@@ -51,8 +52,8 @@ def test_a_credentials_item_without_a_file_fails_the_run():
 
 
 def test_the_named_file_wins_over_other_attachments():
-    good = credentials_file(json.dumps(CREDENTIALS).encode())
-    other = credentials_file(b"notes", name="README.txt")
+    good = attached_file(json.dumps(CREDENTIALS).encode())
+    other = attached_file(b"notes", name="README.txt")
     run = run_with_init_items(**{"1password-credentials": {"files": [other, good]}})
     assert run.one("kubernetes:core/v1:Secret", "connect-credentials")
 

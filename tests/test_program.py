@@ -6,6 +6,7 @@ import json
 import bcrypt
 import pytest
 
+from cluster_secrets.offline import FAKE_TIMESTAMP, plaintext_strings
 from components import outputs
 from components.admin_secret import ARGOCD_SECRET_KEYS
 from tests.conftest import (
@@ -13,7 +14,6 @@ from tests.conftest import (
     CANARY_TOKEN,
     CREDENTIALS_TEXT,
     Run,
-    plaintext_strings,
     run_stack,
 )
 
@@ -204,6 +204,17 @@ def test_external_secret_for_argocd(homelab):
     assert depends_on(homelab, "argocd-external-secret", "external-secrets-store", "argocd-secret-item")
 
 
+@pytest.mark.parametrize("eso_version", ["0.12.1", "2.9.0"])
+def test_eso_objects_are_aliased_across_api_versions_so_an_upgrade_updates_in_place(eso_version):
+    run = run_stack(config={"esoChartVersion": eso_version})
+    for name, kind in (("external-secrets-store", "ClusterSecretStore"), ("argocd-external-secret", "ExternalSecret")):
+        registration = run.named(name)
+        other = ({"v1beta1", "v1"} - {registration.plain["apiVersion"].split("/")[1]}).pop()
+        assert [alias["spec"]["type"] for alias in registration.aliases] == [
+            f"kubernetes:external-secrets.io/{other}:{kind}"
+        ]
+
+
 def test_token_secret_holds_the_token_as_a_secret(homelab):
     token = homelab.named("external-secrets-connect-token")
     assert token.plain["metadata"] == {"name": "onepassword-connect-token", "namespace": "eso"}
@@ -238,7 +249,7 @@ def test_argocd_secret_item_carries_exactly_the_keys_argocd_expects(homelab):
     password_hash = fields["admin.password"]
     assert bcrypt.checkpw(password.encode(), password_hash.encode())
     assert password_hash.startswith("$2b$10$")
-    assert fields["admin.passwordMtime"] == "2026-11-28T10:00:00Z"
+    assert fields["admin.passwordMtime"] == FAKE_TIMESTAMP
     assert len(bytes.fromhex(fields["server.secretkey"])) == 32
 
 
@@ -278,7 +289,7 @@ def test_outputs(homelab):
 
 
 def test_the_leak_detector_sees_plaintext_and_skips_secrets():
-    from tests.conftest import SECRET_SIG, SECRET_VALUE_SIG
+    from cluster_secrets.offline import SECRET_SIG, SECRET_VALUE_SIG
 
     wrapped = {SECRET_SIG: SECRET_VALUE_SIG, "value": CANARY_TOKEN}
     found = dict(plaintext_strings({"a": [CANARY_TOKEN], "b": wrapped}))

@@ -1,0 +1,1 @@
+"""Tools around the cluster-secrets Pulumi program: bootstrap (up/preview/destroy) and the offline plan."""

@@ -1,0 +1,165 @@
+"""`up`, `preview` and `destroy` through Pulumi's Automation API. Thin glue: the decisions are in
+converge.py, and the tests run this against a fake `pulumi` executable.
+
+The Automation API drives the Pulumi CLI, which must be installed; nothing here downloads it.
+"""
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+from cluster_secrets import converge
+from cluster_secrets.offline import PROJECT, stack_config
+
+LOCAL_STATE_DIR = ".pulumi-state"
+INSTALL_HINT = (
+    "The Pulumi CLI is not on PATH. Install it (https://www.pulumi.com/docs/iac/download-install/, "
+    "for example `curl -fsSL https://get.pulumi.com | sh` or `brew install pulumi/tap/pulumi`), then run this again."
+)
+
+Print = Callable[[str], None]
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: exit code 2, with this message."""
+
+
+class CliMissing(Exception):
+    """No Pulumi CLI on PATH: exit code 127, with INSTALL_HINT."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    embedded: bool  # the default file backend inside the project, chosen by this tool
+
+
+def choose_backend(project_dir: Path, environ: Mapping[str, str]) -> Backend:
+    """The configured backend (PULUMI_BACKEND_URL, or `backend.url` in Pulumi.yaml), else a file
+    backend inside the project, so a first run needs no account."""
+    configured = environ.get("PULUMI_BACKEND_URL")
+    if not configured:
+        project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+        configured = (project.get("backend") or {}).get("url")
+    if configured:
+        return Backend(configured, embedded=False)
+    return Backend((project_dir / LOCAL_STATE_DIR).as_uri(), embedded=True)
+
+
+def uses_passphrase(backend: Backend) -> bool:
+    """DIY backends keep secrets with the passphrase provider here; Pulumi Cloud uses its own."""
+    return not backend.url.startswith(("https://", "http://"))
+
+
+def check_environment(project_dir: Path, stack: str, backend: Backend, environ: Mapping[str, str]) -> None:
+    """Everything a run needs from this machine, checked before Pulumi starts."""
+    if not (project_dir / f"Pulumi.{stack}.yaml").exists():
+        stacks = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise UsageError(f"No stack file Pulumi.{stack}.yaml; the stacks here are: {', '.join(stacks)}.")
+    if uses_passphrase(backend) and not (
+        environ.get("PULUMI_CONFIG_PASSPHRASE") or environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    ):
+        raise UsageError(
+            f"The backend {backend.url} keeps secrets with a passphrase: set PULUMI_CONFIG_PASSPHRASE "
+            "(or PULUMI_CONFIG_PASSPHRASE_FILE) in the environment. Keep it safe; the stack's secrets "
+            "cannot be read without it."
+        )
+
+
+def open_stack(project_dir: Path, stack: str, environ: Mapping[str, str], say: Print) -> auto.Stack:
+    backend = choose_backend(project_dir, environ)
+    check_environment(project_dir, stack, backend, environ)
+    if shutil.which("pulumi", path=environ.get("PATH")) is None:
+        raise CliMissing(INSTALL_HINT)
+    if backend.embedded:
+        (project_dir / LOCAL_STATE_DIR).mkdir(exist_ok=True)
+        say(f"State: {backend.url} (set PULUMI_BACKEND_URL to use another backend)")
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(project_dir),
+        env_vars={"PULUMI_BACKEND_URL": backend.url},
+        secrets_provider="passphrase" if uses_passphrase(backend) else None,
+    )
+    return auto.create_or_select_stack(stack, work_dir=str(project_dir), opts=options)
+
+
+def plain_outputs(output_map: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
+    return {name: output.value for name, output in output_map.items()}
+
+
+class Progress:
+    """Prints the engine's events as they come, with the elapsed time and the current step."""
+
+    def __init__(self, say: Print):
+        self.say = say
+        self.started = time.monotonic()
+        self.step = "starting"
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        text = converge.describe_event(event)
+        if text is not None:
+            self.say(converge.progress_line(time.monotonic() - self.started, self.step, text))
+
+
+def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
+    """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs)."""
+    stack = open_stack(project_dir, stack_name, environ, say)
+    mode = stack_config(project_dir, stack_name)[f"{PROJECT}:argocdCreateSecret"]
+    before = converge.phase_of(plain_outputs(stack.outputs()))
+    say(f"Stack {stack_name}: {before.value}.")
+    progress = Progress(say)
+    runs: list[converge.RunReport] = []
+    while True:
+        progress.step = f"run {len(runs) + 1}"
+        started = time.monotonic()
+        result = stack.up(on_event=progress)
+        after = converge.phase_of(plain_outputs(result.outputs))
+        runs.append(converge.RunReport(time.monotonic() - started, result.summary.resource_changes or {}, after))
+        step = converge.next_step(mode, len(runs), before, after)
+        say(step.message)
+        if not step.run_again:
+            break
+        before = after
+    say(converge.up_summary(stack_name, runs))
+    return step.exit_code
+
+
+def preview(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
+    stack = open_stack(project_dir, stack_name, environ, say)
+    progress = Progress(say)
+    progress.step = "preview"
+    result = stack.preview(on_event=progress)
+    say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
+    return converge.EXIT_OK
+
+
+def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
+    stack = open_stack(project_dir, stack_name, environ, say)
+    progress = Progress(say)
+    progress.step = "destroy"
+    result = stack.destroy(on_event=progress)
+    say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
+    say("ESO's CRDs stay in the cluster (helm.sh/resource-policy: keep); delete them by hand if you mean to.")
+    return converge.EXIT_OK
+
+
+def run(command: str, project_dir: Path, stack: str, say: Print, environ: Mapping[str, str] | None = None) -> int:
+    """Run a command and map every failure to a clear message and an exit code a script can rely on."""
+    actions = {"up": up, "preview": preview, "destroy": destroy}
+    try:
+        return actions[command](project_dir, stack, os.environ if environ is None else environ, say)
+    except UsageError as error:
+        say(f"error: {error}")
+        return converge.EXIT_USAGE
+    except CliMissing as error:
+        say(f"error: {error}")
+        return converge.EXIT_NO_CLI
+    except auto.CommandError as error:
+        say(f"error: pulumi {command} failed:\n{error}")
+        return converge.EXIT_FAILED

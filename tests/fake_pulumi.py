@@ -1,0 +1,137 @@
+"""A stand-in for the `pulumi` CLI, for the calls the Automation API makes in cluster_secrets.deploy.
+
+It records each call (arguments and the environment variables that matter) in $FAKE_PULUMI_DIR/calls.jsonl,
+keeps its stacks in $FAKE_PULUMI_DIR/state.json, and answers as the real CLI does: the same exit codes,
+JSON shapes and event-log lines. $FAKE_PULUMI_SCENARIO says how deployments go:
+  converges  - the first `up` leaves the chart's Secret synced, the next hands over to ESO
+  stuck      - every `up` leaves the chart's Secret synced (the hand-off never completes)
+  fails      - `up` fails
+It reports version 3.205.0, the last whose Automation API tails a file for engine events.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+HOME = Path(os.environ["FAKE_PULUMI_DIR"])
+STATE = HOME / "state.json"
+SCENARIO = os.environ.get("FAKE_PULUMI_SCENARIO", "converges")
+RESOURCES = ["connect-namespace", "connect-release", "external-secrets-store", "argocd-release"]
+
+
+def option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def load() -> dict:
+    return json.loads(STATE.read_text()) if STATE.exists() else {"stacks": {}}
+
+
+def save(state: dict) -> None:
+    STATE.write_text(json.dumps(state))
+
+
+def fail(message: str, code: int = 255) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def write_events(args: list[str], changes: dict[str, int]) -> None:
+    log = option(args, "--event-log")
+    if log is None or log.startswith("tcp://"):
+        return
+    events: list[dict] = [{"preludeEvent": {"config": {}}}]
+    op = "create" if changes.get("create") else "update"
+    for name in RESOURCES:
+        metadata = {"op": op, "urn": f"urn:pulumi:s::cluster-secrets::t::{name}", "type": "t", "provider": ""}
+        events.append({"resourcePreEvent": {"metadata": metadata}})
+    events.append({"summaryEvent": {"resourceChanges": changes, "durationSeconds": 1, "maybeCorrupt": False}})
+    events.append({"cancelEvent": {}})  # the CLI ends every event log with it
+    with open(log, "a", encoding="utf-8") as stream:
+        for sequence, event in enumerate(events, 1):
+            stream.write(json.dumps({"sequence": sequence, "timestamp": sequence, **event}) + "\n")
+
+
+def next_outputs(previous: dict) -> tuple[dict, dict[str, int]]:
+    """The outputs of the next deployment, and its change counts."""
+    outputs = {
+        "connectHost": "http://onepassword-connect.onepassword.svc.cluster.local:8080",
+        "argocdAdminPassword": "fake-admin-password",
+    }
+    if not previous:
+        return {**outputs, "argocdCreateSecret": True, "argocdSecretSynced": True}, {"create": 20}
+    handed_over = SCENARIO == "converges"
+    return {**outputs, "argocdCreateSecret": not handed_over, "argocdSecretSynced": True}, {"update": 1, "same": 19}
+
+
+def main(raw: list[str]) -> None:
+    args = [arg for arg in raw if arg != "--non-interactive"]  # a global flag the Automation API adds
+    with open(HOME / "calls.jsonl", "a", encoding="utf-8") as calls:
+        env = {k: os.environ[k] for k in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE") if k in os.environ}
+        calls.write(json.dumps({"args": args, "raw": raw, "env": env}) + "\n")
+    state = load()
+    stack_name = option(args, "--stack")
+    stacks = state["stacks"]
+    if args == ["version"]:
+        print("v3.205.0")
+    elif args[:2] == ["stack", "select"]:
+        if stack_name not in stacks:
+            fail(f"no stack named '{stack_name}' found")
+    elif args[:2] == ["stack", "init"]:
+        stacks[args[2]] = {"outputs": {}, "history": []}
+    elif args[:2] == ["stack", "output"]:
+        outputs = dict(stacks[stack_name]["outputs"])
+        if "--show-secrets" not in args and "argocdAdminPassword" in outputs:
+            outputs["argocdAdminPassword"] = "[secret]"
+        print(json.dumps(outputs))
+    elif args[:2] == ["stack", "history"]:
+        print(json.dumps(stacks[stack_name]["history"][-1:]))
+    elif args[0] == "up":
+        if SCENARIO == "fails":
+            print("Updating (homelab):")
+            fail("update failed: ExternalSecret argocd/argocd-secret did not become Ready")
+        stack = stacks[stack_name]
+        stack["outputs"], changes = next_outputs(stack["outputs"])
+        write_events(args, changes)
+        stack["history"].append(
+            {
+                "kind": "update",
+                "startTime": "2026-11-28T10:00:00.000000Z",
+                "endTime": "2026-11-28T10:01:00.000000Z",
+                "message": "",
+                "environment": {},
+                "config": {},
+                "result": "succeeded",
+                "version": len(stack["history"]) + 1,
+                "resourceChanges": changes,
+            }
+        )
+        print(f"Updating ({stack_name}): done")
+    elif args[0] == "preview":
+        write_events(args, {"update": 1, "same": 19})
+        print(f"Previewing update ({stack_name}): done")
+    elif args[0] == "destroy":
+        stack = stacks[stack_name]
+        stack["outputs"] = {}
+        write_events(args, {"delete": 20})
+        stack["history"].append(
+            {
+                "kind": "destroy",
+                "startTime": "2026-11-28T10:00:00.000000Z",
+                "endTime": "2026-11-28T10:01:00.000000Z",
+                "message": "",
+                "environment": {},
+                "config": {},
+                "result": "succeeded",
+                "version": len(stack["history"]) + 1,
+                "resourceChanges": {"delete": 20},
+            }
+        )
+    else:
+        fail(f"fake pulumi does not know: {' '.join(args)}", code=1)
+    save(state)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
