@@ -85,3 +85,13 @@ def test_diff_against_an_unchanged_tree_says_so(repository):
 def test_diff_against_a_bad_ref_is_an_error(repository):
     with pytest.raises(plan.PlanError, match="git could not read 'no-such-ref'"):
         plan.diff_against(repository, "no-such-ref", "homelab")
+
+
+@pytest.mark.parametrize(("golden", "new_stack"), [("homelab.plan.yaml", False), ("homelab.new-stack.plan.yaml", True)])
+def test_homelab_desired_state_is_unchanged(golden, new_stack):
+    """The homelab stack's resources, inputs, dependencies and outputs, as recorded in tests/golden.
+
+    A change here is a change for every existing homelab cluster: regenerate the file on purpose
+    (python -m cluster_secrets plan homelab [--new-stack] --output tests/golden/...) and say why.
+    """
+    assert plan.plan(ROOT, "homelab", new_stack=new_stack) == (ROOT / "tests" / "golden" / golden).read_text()
