@@ -4,23 +4,27 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import outputs
-from components.argocd import ArgoCD, ArgoCDArgs
-from components.config import read_settings
+from components.argocd import ArgoCD, ArgoCDArgs, OwnItems
+from components.config import parse_settings, read_raw_config
 from components.connect import OnePasswordConnect, OnePasswordConnectArgs
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.handoff import PreviousHandoff, decide_handoff
 from components.onepassword_items import read_connect_credentials, read_connect_token, vault_uuid
-from components.previous_deployment import previous_handoff
+from components.stack_references import PrimaryStack, previous_handoff
 
-settings = read_settings()
+# Config, and the primary stack this one follows, if any (chart versions, shared admin items).
+raw_config = read_raw_config()
+primary = PrimaryStack(raw_config["primaryStack"]) if raw_config.get("primaryStack") else None
+settings = parse_settings(raw_config, inherited=primary.chart_versions() if primary else None)
 op = settings.onepassword
+shared_admin = primary.shared_admin_items(settings) if primary else None
 
 # Every 1Password read comes before any resource: bad data stops the program at preview with
 # nothing registered.
 init_vault_id = vault_uuid(op.init_vault)
 connect_credentials = read_connect_credentials(op.init_vault, init_vault_id, op.credentials_item)
 connect_token = read_connect_token(op.init_vault, init_vault_id, op.token_item)
-working_vault_id = vault_uuid(op.working_vault)
+admin = shared_admin or OwnItems(vault=op.working_vault, vault_id=vault_uuid(op.working_vault))
 
 # In auto mode the hand-off continues from what the previous deployment of this stack recorded.
 argocd_mode = settings.argocd.create_secret
@@ -35,10 +39,7 @@ cluster = k8s.Provider(
 
 connect = OnePasswordConnect(
     "connect",
-    OnePasswordConnectArgs(
-        settings=settings.connect,
-        credentials_json=connect_credentials,
-    ),
+    OnePasswordConnectArgs(settings=settings.connect, credentials_json=connect_credentials),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
 external_secrets = ExternalSecrets(
@@ -58,7 +59,7 @@ argocd = ArgoCD(
         handoff=handoff,
         external_secrets_api_version=external_secrets.api_version,
         store_name=external_secrets.store_name,
-        vault_id=working_vault_id,
+        admin=admin,
     ),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
@@ -68,10 +69,10 @@ pulumi.export(outputs.SECRET_STORE_NAME, external_secrets.store_name)
 pulumi.export(outputs.ARGOCD_NAMESPACE, argocd.namespace)
 pulumi.export(outputs.ARGOCD_CREATE_SECRET, handoff.create_secret)
 pulumi.export(outputs.ARGOCD_SECRET_SYNCED, argocd.secret_synced)
-pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD, argocd.admin_password)
-pulumi.export(outputs.ARGOCD_SECRET_ITEM_VAULT, op.working_vault)
-pulumi.export(outputs.ARGOCD_SECRET_ITEM_TITLE, argocd.secret_item_title)
-pulumi.export(outputs.ARGOCD_ADMIN_ITEM_TITLE, argocd.admin_item_title)
+pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD, argocd.admin.admin_password)
+pulumi.export(outputs.ARGOCD_SECRET_ITEM_VAULT, argocd.admin.vault)
+pulumi.export(outputs.ARGOCD_SECRET_ITEM_TITLE, argocd.admin.secret_item_title)
+pulumi.export(outputs.ARGOCD_ADMIN_ITEM_TITLE, argocd.admin.admin_item_title)
 pulumi.export(
     outputs.CHART_VERSIONS,
     {

@@ -13,6 +13,7 @@ check the program. Nothing here talks to a cluster: outputs are fakes, said to b
 
 import base64
 import json
+import logging
 import runpy
 import sys
 from collections.abc import Iterator, Mapping
@@ -99,12 +100,31 @@ class ProviderError(grpc.RpcError):
         return self._details
 
 
-class OfflineCloud(pulumi.runtime.Mocks):
-    """The providers' side: realistic outputs per type token, and a fake 1Password."""
+@dataclass(frozen=True)
+class StackOutputs:
+    """What a StackReference reads: a stack's outputs, and which of them are secret."""
 
-    def __init__(self, vaults: Vaults | None, previous_outputs: Mapping[str, Any]):
+    outputs: Mapping[str, Any]
+    secret: frozenset[str] = frozenset()
+
+
+class OfflineCloud(pulumi.runtime.Mocks):
+    """The providers' side: realistic outputs per type token, a fake 1Password, and other stacks.
+
+    A StackReference to this stack itself reads `previous_outputs` (a new stack has none); one to
+    a stack in `other_stacks` reads its outputs; any other stack does not exist.
+    """
+
+    def __init__(
+        self,
+        vaults: Vaults | None,
+        previous_outputs: Mapping[str, Any],
+        other_stacks: Mapping[str, StackOutputs] | None = None,
+    ):
         self.vaults = vaults
         self.previous_outputs = previous_outputs
+        self.other_stacks = other_stacks or {}
+        self.self_reference = ""  # set by `evaluate`
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
@@ -128,7 +148,13 @@ class OfflineCloud(pulumi.runtime.Mocks):
         elif args.typ == "onepassword:index/item:Item":
             state["uuid"] = f"item-{args.name}"
         elif args.typ == "pulumi:pulumi:StackReference":
-            state.update(outputs=dict(self.previous_outputs), secretOutputNames=[])
+            if args.name == self.self_reference:
+                stack = StackOutputs(self.previous_outputs)
+            elif args.name in self.other_stacks:
+                stack = self.other_stacks[args.name]
+            else:
+                raise ProviderError(f"unknown stack {args.name!r}")
+            state.update(outputs=dict(stack.outputs), secretOutputNames=sorted(stack.secret))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
@@ -170,13 +196,25 @@ class Registration:
         return unwrap_secrets(self.inputs)
 
 
+class RecordingLog(logging.Logger):
+    """The engine's log: keeps every (severity, message) the program logs (pulumi.log)."""
+
+    def __init__(self) -> None:
+        super().__init__("offline-engine")
+        self.messages: list[tuple[str, str]] = []
+
+    def _log(self, level: int, msg: object, args: Any, *_: Any, **__: Any) -> None:
+        self.messages.append((logging.getLevelName(level).lower(), str(msg)))
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """Keeps every registration, read, invoke and registered output, as the engine received them."""
+    """Keeps every registration, read, invoke, registered output and log message."""
 
     mocks: OfflineCloud
 
     def __init__(self, mocks: OfflineCloud):
         super().__init__(mocks)
+        self.log = RecordingLog()
         self.registrations: list[Registration] = []
         self.reads: list[Registration] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
@@ -253,8 +291,12 @@ class Evaluation:
         return self.monitor.registrations
 
 
-def recording_monitor(vaults: Vaults | None, previous_outputs: Mapping[str, Any] | None = None) -> RecordingMonitor:
-    return RecordingMonitor(OfflineCloud(vaults, previous_outputs or {}))
+def recording_monitor(
+    vaults: Vaults | None,
+    previous_outputs: Mapping[str, Any] | None = None,
+    other_stacks: Mapping[str, StackOutputs] | None = None,
+) -> RecordingMonitor:
+    return RecordingMonitor(OfflineCloud(vaults, previous_outputs or {}, other_stacks))
 
 
 def evaluate(
@@ -269,9 +311,16 @@ def evaluate(
     """
     if str(program_dir) not in sys.path:
         sys.path.insert(0, str(program_dir))  # the program imports its own `components`
+    monitor.mocks.self_reference = f"{ORGANIZATION}/{PROJECT}/{stack}"
     pulumi.runtime.settings.ROOT.set(None)  # a fresh root stack: no output survives from another run
     pulumi.runtime.set_mocks(
-        monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, organization=ORGANIZATION
+        monitor.mocks,
+        project=PROJECT,
+        stack=stack,
+        preview=False,
+        monitor=monitor,
+        organization=ORGANIZATION,
+        logger=monitor.log,
     )
     pulumi.runtime.set_all_config(stack_config(program_dir, stack, config))
 

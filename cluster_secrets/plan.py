@@ -19,6 +19,12 @@ import yaml
 from cluster_secrets import offline
 
 SECRET_MARKER = "[secret]"
+
+
+class PlanError(Exception):
+    pass
+
+
 # Outputs that a synced previous deployment exported: the plan of a stack that has converged.
 CONVERGED = {"argocdCreateSecret": False, "argocdSecretSynced": True}
 
@@ -83,14 +89,28 @@ def render(state: dict[str, Any]) -> str:
     return f"# {summary(state)}\n{body}"
 
 
+def _evaluate(program_dir: Path, stack: str, new_stack: bool) -> offline.Evaluation:
+    """Evaluate a stack with placeholder 1Password; a stack that follows a primary reads the
+    primary's outputs from a converged plan of the primary's own stack file."""
+    other_stacks = {}
+    primary = offline.stack_config(program_dir, stack).get(f"{offline.PROJECT}:primaryStack", "")
+    if primary:
+        primary_stack = primary.split("/")[-1]
+        if primary_stack == stack or not (program_dir / f"Pulumi.{primary_stack}.yaml").exists():
+            raise PlanError(f"{stack} follows {primary}, whose stack file Pulumi.{primary_stack}.yaml is not here")
+        followed = _evaluate(program_dir, primary_stack, new_stack=False)
+        other_stacks[primary] = offline.StackOutputs(followed.outputs, frozenset(followed.secret_outputs))
+    monitor = offline.recording_monitor(None, None if new_stack else CONVERGED, other_stacks)
+    return offline.evaluate(program_dir, stack, monitor)
+
+
 def plan(program_dir: Path, stack: str, new_stack: bool = False) -> str:
     """The rendered desired state of `stack` for the program in `program_dir`.
 
     By default the stack is taken to have converged (the Argo CD hand-off done); `new_stack`
     plans the first deployment instead.
     """
-    monitor = offline.recording_monitor(vaults=None, previous_outputs=None if new_stack else CONVERGED)
-    return render(desired_state(offline.evaluate(program_dir, stack, monitor), stack))
+    return render(desired_state(_evaluate(program_dir, stack, new_stack), stack))
 
 
 def plan_in_subprocess(program_dir: Path, stack: str, new_stack: bool) -> str:
@@ -103,10 +123,6 @@ def plan_in_subprocess(program_dir: Path, stack: str, new_stack: bool) -> str:
     if result.returncode != 0:
         raise PlanError(f"plan of {stack} in {program_dir} failed:\n{result.stderr.strip()}")
     return result.stdout
-
-
-class PlanError(Exception):
-    pass
 
 
 def diff(base: str, head: str, stack: str) -> str:

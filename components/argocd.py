@@ -75,19 +75,36 @@ def argocd_external_secret(
 
 
 @dataclass(frozen=True)
+class AdminItems:
+    """Where argocd-secret's contents and the clear admin password live in 1Password."""
+
+    vault: str
+    secret_item_title: pulumi.Output[str]
+    admin_item_title: pulumi.Output[str]
+    admin_password: pulumi.Output[str]  # secret
+
+
+@dataclass(frozen=True)
+class OwnItems:
+    """This stack owns the two admin items, in this vault."""
+
+    vault: str
+    vault_id: str
+
+
+@dataclass(frozen=True)
 class ArgoCDArgs:
     settings: ArgoCDSettings
     handoff: Handoff
     external_secrets_api_version: str
     store_name: pulumi.Input[str]
-    vault_id: str  # the working vault, where this component owns its two items
+    # Its own admin items, or the primary stack's (which only the primary writes).
+    admin: OwnItems | AdminItems
 
 
 class ArgoCD(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
-    admin_password: pulumi.Output[str]  # secret
-    secret_item_title: pulumi.Output[str]
-    admin_item_title: pulumi.Output[str]
+    admin: AdminItems
     secret_synced: pulumi.Output[bool]
 
     def __init__(self, name: str, args: ArgoCDArgs, opts: pulumi.ResourceOptions | None = None):
@@ -96,59 +113,10 @@ class ArgoCD(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
-
-        password = random.RandomPassword(
-            f"{name}-admin-password", length=settings.admin_password_length, special=False, opts=child
-        )
-        # The provider marks `result` secret; wrapping it says so here too, for every use below.
-        clear_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
-        # Salt and mtime are kept in state and renewed only with the password, so a re-run
-        # with nothing changed yields the same hash and mtime.
-        renew_with_password = {"password": clear_password}
-        salt = random.RandomBytes(
-            f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
-        )
-        mtime = time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
-        secret_key = random.RandomBytes(f"{name}-server-secretkey", length=SERVER_SECRET_KEY_BYTES, opts=child)
-        password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
-            lambda parts: hash_admin_password(parts[0], parts[1])
-        )
-
-        # The clear password, for people who log in from their password manager.
-        admin_item = onepassword.Item(
-            f"{name}-admin-item",
-            vault=args.vault_id,
-            title=settings.admin_item,
-            category="login",
-            username="admin",
-            password=clear_password,
-            opts=child,
-        )
-        # The item holds argocd-secret's contents; all of it is secret in state and in 1Password.
-        fields: dict[str, pulumi.Output[str]] = {
-            ADMIN_PASSWORD: password_hash,
-            ADMIN_PASSWORD_MTIME: pulumi.Output.secret(mtime.rfc3339),
-            SERVER_SECRET_KEY: pulumi.Output.secret(secret_key.hex),
-        }
-        secret_item = onepassword.Item(
-            f"{name}-secret-item",
-            vault=args.vault_id,
-            title=settings.secret_item,
-            category="secure_note",
-            sections=[
-                {
-                    "label": ARGOCD_SECRET,
-                    "fields": [{"label": key, "type": "CONCEALED", "value": fields[key]} for key in ARGOCD_SECRET_KEYS],
-                }
-            ],
-            opts=child,
-        )
+        admin = args.admin if isinstance(args.admin, AdminItems) else self._own_items(name, settings, args.admin)
 
         manifest = argocd_external_secret(
-            args.external_secrets_api_version,
-            namespace.metadata.name,
-            args.store_name,
-            once_created(secret_item, settings.secret_item),
+            args.external_secrets_api_version, namespace.metadata.name, args.store_name, admin.secret_item_title
         )
 
         def external_secret(depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
@@ -176,17 +144,71 @@ class ArgoCD(pulumi.ComponentResource):
             synced_secret = external_secret([release([])])
 
         self.namespace = namespace.metadata.name
-        self.admin_password = clear_password
-        self.secret_item_title = once_created(secret_item, settings.secret_item)
-        self.admin_item_title = once_created(admin_item, settings.admin_item)
+        self.admin = admin
         # The ExternalSecret is awaited until Ready (WAIT_READY): once it is registered, it synced.
         self.secret_synced = once_created(synced_secret, True)
         self.register_outputs(
             {
                 "namespace": self.namespace,
-                "admin_password": self.admin_password,
-                "secret_item_title": self.secret_item_title,
-                "admin_item_title": self.admin_item_title,
+                "admin_password": admin.admin_password,
+                "secret_item_title": admin.secret_item_title,
+                "admin_item_title": admin.admin_item_title,
                 "secret_synced": self.secret_synced,
             }
+        )
+
+    def _own_items(self, name: str, settings: ArgoCDSettings, own: OwnItems) -> AdminItems:
+        """The admin password, argocd-secret's contents, and the two 1Password items holding them."""
+        child = pulumi.ResourceOptions(parent=self)
+        password = random.RandomPassword(
+            f"{name}-admin-password", length=settings.admin_password_length, special=False, opts=child
+        )
+        # The provider marks `result` secret; wrapping it says so here too, for every use below.
+        clear_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        # Salt and mtime are kept in state and renewed only with the password, so a re-run
+        # with nothing changed yields the same hash and mtime.
+        renew_with_password = {"password": clear_password}
+        salt = random.RandomBytes(
+            f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
+        )
+        mtime = time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
+        secret_key = random.RandomBytes(f"{name}-server-secretkey", length=SERVER_SECRET_KEY_BYTES, opts=child)
+        password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
+            lambda parts: hash_admin_password(parts[0], parts[1])
+        )
+
+        # The clear password, for people who log in from their password manager.
+        admin_item = onepassword.Item(
+            f"{name}-admin-item",
+            vault=own.vault_id,
+            title=settings.admin_item,
+            category="login",
+            username="admin",
+            password=clear_password,
+            opts=child,
+        )
+        # The item holds argocd-secret's contents; all of it is secret in state and in 1Password.
+        fields: dict[str, pulumi.Output[str]] = {
+            ADMIN_PASSWORD: password_hash,
+            ADMIN_PASSWORD_MTIME: pulumi.Output.secret(mtime.rfc3339),
+            SERVER_SECRET_KEY: pulumi.Output.secret(secret_key.hex),
+        }
+        secret_item = onepassword.Item(
+            f"{name}-secret-item",
+            vault=own.vault_id,
+            title=settings.secret_item,
+            category="secure_note",
+            sections=[
+                {
+                    "label": ARGOCD_SECRET,
+                    "fields": [{"label": key, "type": "CONCEALED", "value": fields[key]} for key in ARGOCD_SECRET_KEYS],
+                }
+            ],
+            opts=child,
+        )
+        return AdminItems(
+            vault=own.vault,
+            secret_item_title=once_created(secret_item, settings.secret_item),
+            admin_item_title=once_created(admin_item, settings.admin_item),
+            admin_password=clear_password,
         )

@@ -55,6 +55,8 @@ KEYS = (
     "argocdSecretItem",
     "argocdAdminItem",
     "argocdAdminPasswordLength",
+    "primaryStack",
+    "shareArgocdAdmin",
 )
 
 
@@ -99,12 +101,14 @@ class ArgoCDSettings:
     secret_item: str
     admin_item: str
     admin_password_length: int
+    share_admin: bool  # use the primary stack's admin items instead of owning two
 
 
 @dataclass(frozen=True)
 class Settings:
     kubeconfig_path: str  # "" means the usual lookup: $KUBECONFIG, then ~/.kube/config
     kube_context: str
+    primary_stack: str  # "" for a primary stack
     onepassword: OnePasswordSettings
     connect: ConnectSettings
     external_secrets: ExternalSecretsSettings
@@ -117,8 +121,9 @@ T = TypeVar("T")
 class _Reader:
     """Reads raw config values and collects every problem, so one run reports them all."""
 
-    def __init__(self, raw: Mapping[str, str]):
+    def __init__(self, raw: Mapping[str, str], inherited: Mapping[str, str]):
         self.raw = raw
+        self.inherited = inherited
         self.problems: list[str] = []
 
     def _check(self, key: str, parse: Callable[[str], T], fallback: T) -> T:
@@ -126,6 +131,9 @@ class _Reader:
         if value is None:
             self.problems.append(f"{PROJECT}:{key}: missing (declare it in Pulumi.yaml or set it in the stack)")
             return fallback
+        return self._parse(key, value, parse, fallback)
+
+    def _parse(self, key: str, value: str, parse: Callable[[str], T], fallback: T) -> T:
         try:
             return parse(value)
         except ValueError as error:
@@ -142,8 +150,21 @@ class _Reader:
         return self._check(key, _dns1123_label, "")
 
     def chart(self, repo_key: str, version_key: str) -> Chart:
-        version = self._check(version_key, parse_chart_version, ChartVersion(0, 0, 0, ""))
-        return Chart(self.text(repo_key), self.raw.get(version_key, ""), version)
+        """A pinned chart; an empty version follows the primary stack's (`inherited`)."""
+        text = self.raw.get(version_key) or self.inherited.get(version_key, "")
+        unknown = ChartVersion(0, 0, 0, "")
+        if text:
+            version = self._parse(version_key, text, parse_chart_version, unknown)
+        else:
+            self.problems.append(
+                f"{PROJECT}:{version_key}: must be set (a stack pins its chart versions, or follows "
+                "a primary stack's with primaryStack)"
+            )
+            version = unknown
+        return Chart(self.text(repo_key), text, version)
+
+    def flag(self, key: str) -> bool:
+        return self._check(key, _boolean, False)
 
     def vaults(self, key: str) -> Mapping[str, int]:
         return self._check(key, _vault_priorities, {})
@@ -189,6 +210,12 @@ def _vault_priorities(value: str) -> dict[str, int]:
     return vaults
 
 
+def _boolean(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError(f"{value!r} is not true or false")
+    return value == "true"
+
+
 def _create_secret_mode(value: str) -> CreateSecretMode:
     if value not in CREATE_SECRET_MODES:
         raise ValueError(f"{value!r} is not one of {', '.join(CREATE_SECRET_MODES)}")
@@ -208,12 +235,17 @@ def _password_length(value: str) -> int:
     return length
 
 
-def parse_settings(raw: Mapping[str, str]) -> Settings:
-    """Validate raw config values (as strings, objects as JSON) into Settings, or raise ConfigError."""
-    read = _Reader(raw)
+def parse_settings(raw: Mapping[str, str], inherited: Mapping[str, str] | None = None) -> Settings:
+    """Validate raw config values (as strings, objects as JSON) into Settings, or raise ConfigError.
+
+    `inherited` holds the chart versions of the primary stack, by config key, for the versions
+    this stack leaves empty.
+    """
+    read = _Reader(raw, inherited or {})
     settings = Settings(
         kubeconfig_path=read.optional_text("kubeconfigPath"),
         kube_context=read.text("kubeContext"),
+        primary_stack=read.optional_text("primaryStack"),
         onepassword=OnePasswordSettings(
             init_vault=read.text("initVault"),
             credentials_item=read.text("credentialsItem"),
@@ -241,15 +273,17 @@ def parse_settings(raw: Mapping[str, str]) -> Settings:
             secret_item=read.text("argocdSecretItem"),
             admin_item=read.text("argocdAdminItem"),
             admin_password_length=read.password_length("argocdAdminPasswordLength"),
+            share_admin=read.flag("shareArgocdAdmin"),
         ),
     )
+    if settings.argocd.share_admin and not settings.primary_stack:
+        read.problems.append(f"{PROJECT}:shareArgocdAdmin: needs primaryStack (whose admin items it shares)")
     if read.problems:
         raise ConfigError("Invalid stack config:\n  " + "\n  ".join(read.problems))
     return settings
 
 
-def read_settings() -> Settings:
-    """Read and validate this stack's config (Pulumi.yaml defaults merged with the stack file)."""
+def read_raw_config() -> dict[str, str]:
+    """This stack's config as the CLI hands it over (Pulumi.yaml defaults merged with the stack file)."""
     config = pulumi.Config()
-    raw = {key: value for key in KEYS if (value := config.get(key)) is not None}
-    return parse_settings(raw)
+    return {key: value for key in KEYS if (value := config.get(key)) is not None}

@@ -74,12 +74,30 @@ def test_pulumi_yaml_declares_every_key_the_program_reads():
             assert isinstance(spec["default"], expected), key
 
 
-def test_chart_versions_are_pinned_in_the_stack_file_only():
+def test_chart_versions_are_pinned_in_the_stack_files_only():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     for key in ("connectChartVersion", "esoChartVersion", "argocdChartVersion"):
-        assert "default" not in declared[key]
-    stack_text = (ROOT / "Pulumi.homelab.yaml").read_text()
-    assert stack_text.count("# renovate: datasource=helm") == 3
+        assert declared[key]["default"] == ""  # empty: follow the primary stack
+    assert (ROOT / "Pulumi.homelab.yaml").read_text().count("# renovate: datasource=helm") == 3
+    assert (ROOT / "Pulumi.homelab-2.yaml").read_text().count("# renovate: datasource=helm") == 2
+
+
+@pytest.mark.parametrize("key", ["connectChartVersion", "esoChartVersion", "argocdChartVersion"])
+def test_a_primary_stack_must_pin_every_chart_version(key):
+    message = problem(**{key: ""})
+    assert f"{PROJECT}:{key}: must be set" in message
+
+
+def test_empty_chart_versions_follow_the_inherited_ones():
+    values = raw(esoChartVersion="", argocdChartVersion="", primaryStack="organization/cluster-secrets/homelab")
+    settings = parse_settings(values, inherited={"esoChartVersion": "2.9.0", "argocdChartVersion": "9.0.0"})
+    assert (settings.external_secrets.chart.version, settings.argocd.chart.version) == ("2.9.0", "9.0.0")
+    assert settings.external_secrets.chart.parsed.major == 2
+    assert settings.connect.chart.version == "1.17.0"  # pinned here: the stack's own wins
+
+
+def test_sharing_admin_items_needs_a_primary():
+    assert f"{PROJECT}:shareArgocdAdmin: needs primaryStack" in problem(shareArgocdAdmin=True)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +121,7 @@ def test_chart_versions_are_pinned_in_the_stack_file_only():
         ("argocdAdminPasswordLength", 73, "argocdAdminPasswordLength: 73 is out of range"),
         ("argocdAdminPasswordLength", "long", "argocdAdminPasswordLength: 'long' is not an integer"),
         ("kubeContext", "", "kubeContext: must not be empty"),
+        ("shareArgocdAdmin", "yes", "shareArgocdAdmin: 'yes' is not true or false"),
     ],
 )
 def test_bad_input_names_the_key_and_what_is_expected(key, value, expected):

@@ -95,3 +95,14 @@ def test_homelab_desired_state_is_unchanged(golden, new_stack):
     (python -m cluster_secrets plan homelab [--new-stack] --output tests/golden/...) and say why.
     """
     assert plan.plan(ROOT, "homelab", new_stack=new_stack) == (ROOT / "tests" / "golden" / golden).read_text()
+
+
+def test_plan_of_a_second_cluster_reads_its_primarys_plan():
+    state = yaml.safe_load(plan.plan(ROOT, "homelab-2"))
+    assert len(state["resources"]) == 14
+    assert not any(r["type"].startswith(("onepassword:", "random:")) for r in state["resources"])
+    assert state["outputs"]["chartVersions"] == {"connect": "2.4.1", "externalSecrets": "2.9.0", "argocd": "10.1.1"}
+    assert state["reads"] == [
+        "pulumi:pulumi:StackReference organization/cluster-secrets/homelab",
+        "pulumi:pulumi:StackReference organization/cluster-secrets/homelab-2",
+    ]
