@@ -60,6 +60,7 @@ argocd = ArgoCD(
         external_secrets_api_version=external_secrets.api_version,
         store_name=external_secrets.store_name,
         admin=admin,
+        namespace_labels=external_secrets.access_label,
     ),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
@@ -73,6 +74,7 @@ pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD, argocd.admin.admin_password)
 pulumi.export(outputs.ARGOCD_SECRET_ITEM_VAULT, argocd.admin.vault)
 pulumi.export(outputs.ARGOCD_SECRET_ITEM_TITLE, argocd.admin.secret_item_title)
 pulumi.export(outputs.ARGOCD_ADMIN_ITEM_TITLE, argocd.admin.admin_item_title)
+pulumi.export(outputs.ARGOCD_SECRET_REVISION, argocd.admin.revision)
 pulumi.export(
     outputs.CHART_VERSIONS,
     {

@@ -175,6 +175,8 @@ class OfflineCloud(pulumi.runtime.Mocks):
                 item = self.vaults.get(vault, {}).get(title)
             if item is None:
                 raise ProviderError(f"error looking up item: no item found with title {title!r}")
+            if "providerError" in item:  # a read that fails: rate limit, network, permissions
+                raise ProviderError(item["providerError"])
             return {"title": title, "uuid": f"uuid-{title}", "vault": args.args["vault"], **item}
         raise NotImplementedError(f"no offline answer for invoke {args.token}")
 

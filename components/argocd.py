@@ -26,6 +26,18 @@ ARGOCD_SECRET = "argocd-secret"
 # FACTS.md (Argo CD): from v3.5.0 settings reload only for Secrets labelled part-of argocd.
 ARGOCD_SECRET_LABELS = {"app.kubernetes.io/name": ARGOCD_SECRET, "app.kubernetes.io/part-of": "argocd"}
 SERVER_SECRET_KEY_BYTES = 32
+FORCE_SYNC = "force-sync"
+
+
+def rotation_keepers(rotation: int) -> dict[str, str] | None:
+    """Keepers of a random value: none before the first rotation, so that stacks deployed before
+    rotation existed keep their values; from then on the counter, whose bump replaces it."""
+    return {"rotation": str(rotation)} if rotation else None
+
+
+def secret_revision(password_rotation: int, secret_key_rotation: int) -> str:
+    """Names the contents of argocd-secret: changes exactly when a rotation is asked for."""
+    return f"password-{password_rotation}.secretkey-{secret_key_rotation}"
 
 
 def argocd_values(create_secret: bool) -> dict[str, Any]:
@@ -46,7 +58,11 @@ def argocd_values(create_secret: bool) -> dict[str, Any]:
 
 
 def argocd_external_secret(
-    api_version: str, namespace: pulumi.Input[str], store_name: pulumi.Input[str], item_title: pulumi.Input[str]
+    api_version: str,
+    namespace: pulumi.Input[str],
+    store_name: pulumi.Input[str],
+    item_title: pulumi.Input[str],
+    revision: pulumi.Input[str],
 ) -> dict[str, Any]:
     """The ExternalSecret that owns argocd-secret, filled from one 1Password item.
 
@@ -54,11 +70,17 @@ def argocd_external_secret(
     bring the item category's built-in fields (FACTS.md, ESO). `creationPolicy: Owner` adopts a
     Secret the chart created (FACTS.md, ESO); the template's labels and keep annotation are copied
     onto the Secret, so Helm keeps it when createSecret turns false.
+    FACTS.md (ESO): any change to its annotations makes ESO sync at once, so `force-sync` carries
+    the rotation counters: a rotation reaches the cluster in this deployment, not within the hour.
     """
     return {
         "apiVersion": api_version,
         "kind": "ExternalSecret",
-        "metadata": {"name": ARGOCD_SECRET, "namespace": namespace, "annotations": dict(WAIT_READY)},
+        "metadata": {
+            "name": ARGOCD_SECRET,
+            "namespace": namespace,
+            "annotations": {**WAIT_READY, FORCE_SYNC: revision},
+        },
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": store_name},
@@ -82,6 +104,7 @@ class AdminItems:
     secret_item_title: pulumi.Output[str]
     admin_item_title: pulumi.Output[str]
     admin_password: pulumi.Output[str]  # secret
+    revision: pulumi.Input[str]  # secret_revision() of the stack that owns the items
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,8 @@ class ArgoCDArgs:
     store_name: pulumi.Input[str]
     # Its own admin items, or the primary stack's (which only the primary writes).
     admin: OwnItems | AdminItems
+    # Labels for the Argo CD namespace: the one that lets it use the secret store.
+    namespace_labels: dict[str, str]
 
 
 class ArgoCD(pulumi.ComponentResource):
@@ -112,11 +137,17 @@ class ArgoCD(pulumi.ComponentResource):
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata={"name": settings.namespace, "labels": args.namespace_labels}, opts=child
+        )
         admin = args.admin if isinstance(args.admin, AdminItems) else self._own_items(name, settings, args.admin)
 
         manifest = argocd_external_secret(
-            args.external_secrets_api_version, namespace.metadata.name, args.store_name, admin.secret_item_title
+            args.external_secrets_api_version,
+            namespace.metadata.name,
+            args.store_name,
+            admin.secret_item_title,
+            admin.revision,
         )
 
         def external_secret(depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
@@ -160,8 +191,13 @@ class ArgoCD(pulumi.ComponentResource):
     def _own_items(self, name: str, settings: ArgoCDSettings, own: OwnItems) -> AdminItems:
         """The admin password, argocd-secret's contents, and the two 1Password items holding them."""
         child = pulumi.ResourceOptions(parent=self)
+        # A bump of a rotation counter replaces the resource it keys, and everything keyed to that.
         password = random.RandomPassword(
-            f"{name}-admin-password", length=settings.admin_password_length, special=False, opts=child
+            f"{name}-admin-password",
+            length=settings.admin_password_length,
+            special=False,
+            keepers=rotation_keepers(settings.admin_password_rotation),
+            opts=child,
         )
         # The provider marks `result` secret; wrapping it says so here too, for every use below.
         clear_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
@@ -172,7 +208,12 @@ class ArgoCD(pulumi.ComponentResource):
             f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
         )
         mtime = time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
-        secret_key = random.RandomBytes(f"{name}-server-secretkey", length=SERVER_SECRET_KEY_BYTES, opts=child)
+        secret_key = random.RandomBytes(
+            f"{name}-server-secretkey",
+            length=SERVER_SECRET_KEY_BYTES,
+            keepers=rotation_keepers(settings.server_secret_key_rotation),
+            opts=child,
+        )
         password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
             lambda parts: hash_admin_password(parts[0], parts[1])
         )
@@ -211,4 +252,5 @@ class ArgoCD(pulumi.ComponentResource):
             secret_item_title=once_created(secret_item, settings.secret_item),
             admin_item_title=once_created(admin_item, settings.admin_item),
             admin_password=clear_password,
+            revision=secret_revision(settings.admin_password_rotation, settings.server_secret_key_rotation),
         )

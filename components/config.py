@@ -57,6 +57,10 @@ KEYS = (
     "argocdAdminPasswordLength",
     "primaryStack",
     "shareArgocdAdmin",
+    "storeNamespaces",
+    "storeOpenToAllNamespaces",
+    "argocdAdminPasswordRotation",
+    "argocdServerSecretKeyRotation",
 )
 
 
@@ -91,6 +95,9 @@ class ExternalSecretsSettings:
     token_secret: str
     token_key: str
     store_name: str
+    # Namespaces allowed to use the store by name, besides those carrying its label.
+    store_namespaces: tuple[str, ...]
+    store_open_to_all: bool  # no namespace conditions at all, as in the reference setup
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ class ArgoCDSettings:
     admin_item: str
     admin_password_length: int
     share_admin: bool  # use the primary stack's admin items instead of owning two
+    # Bump to rotate: a new admin password (and hash and mtime), or a new server.secretkey.
+    admin_password_rotation: int
+    server_secret_key_rotation: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,12 @@ class _Reader:
     def password_length(self, key: str) -> int:
         return self._check(key, _password_length, MIN_ADMIN_PASSWORD_LENGTH)
 
+    def counter(self, key: str) -> int:
+        return self._check(key, _counter, 0)
+
+    def namespaces(self, key: str) -> tuple[str, ...]:
+        return self._check(key, _namespace_list, ())
+
 
 def _non_empty(value: str) -> str:
     if not value.strip():
@@ -208,6 +224,26 @@ def _vault_priorities(value: str) -> dict[str, int]:
             raise ValueError(f"vaults {seen[priority]!r} and {name!r} share priority {priority} ({expected})")
         seen[priority] = name
     return vaults
+
+
+def _counter(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an integer (bump it by one to rotate)") from None
+    if number < 0:
+        raise ValueError(f"{number} is negative (bump it by one to rotate)")
+    return number
+
+
+def _namespace_list(value: str) -> tuple[str, ...]:
+    try:
+        names = json.loads(value)
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{value!r} is not a list of namespace names")
+    return tuple(_dns1123_label(name) for name in names)
 
 
 def _boolean(value: str) -> bool:
@@ -265,6 +301,8 @@ def parse_settings(raw: Mapping[str, str], inherited: Mapping[str, str] | None =
             token_secret=read.text("esoTokenSecret"),
             token_key=read.text("esoTokenKey"),
             store_name=read.text("secretStoreName"),
+            store_namespaces=read.namespaces("storeNamespaces"),
+            store_open_to_all=read.flag("storeOpenToAllNamespaces"),
         ),
         argocd=ArgoCDSettings(
             namespace=read.namespace("argocdNamespace"),
@@ -274,6 +312,8 @@ def parse_settings(raw: Mapping[str, str], inherited: Mapping[str, str] | None =
             admin_item=read.text("argocdAdminItem"),
             admin_password_length=read.password_length("argocdAdminPasswordLength"),
             share_admin=read.flag("shareArgocdAdmin"),
+            admin_password_rotation=read.counter("argocdAdminPasswordRotation"),
+            server_secret_key_rotation=read.counter("argocdServerSecretKeyRotation"),
         ),
     )
     if settings.argocd.share_admin and not settings.primary_stack:

@@ -1,6 +1,6 @@
 """ExternalSecrets: the External Secrets Operator and a ClusterSecretStore reading 1Password via Connect."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,22 @@ def eso_values() -> dict[str, Any]:
     return {"installCRDs": True, "crds": {"annotations": dict(KEEP)}}
 
 
+# A namespace carrying this label with the store's name as its value may use the store.
+STORE_ACCESS_LABEL = "cluster-secrets.io/secret-store"
+
+
+def namespace_conditions(store_name: str, namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """ClusterSecretStore conditions: the namespaces that may use the store.
+
+    ESO lets a namespace through when any condition matches it, by label selector or by name
+    (external-secrets pkg/controllers/secretstore/client_manager.go, shouldProcessSecret).
+    """
+    conditions: list[dict[str, Any]] = [{"namespaceSelector": {"matchLabels": {STORE_ACCESS_LABEL: store_name}}}]
+    if namespaces:
+        conditions.append({"namespaces": list(namespaces)})
+    return conditions
+
+
 def cluster_secret_store(
     name: str,
     api_version: str,
@@ -30,17 +46,21 @@ def cluster_secret_store(
     token_secret: pulumi.Input[str],
     token_key: str,
     token_namespace: pulumi.Input[str],
+    conditions: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """The ClusterSecretStore manifest: the onepassword provider through Connect.
+    """The ClusterSecretStore manifest: the onepassword provider through Connect, for the
+    namespaces `conditions` allow (None: every namespace).
 
     FACTS.md (ESO): `vaults` maps vault name to a unique priority (lower is searched first), and
     the token reference needs its namespace on a cluster-wide store.
     """
+    restriction = {} if conditions is None else {"conditions": conditions}
     return {
         "apiVersion": api_version,
         "kind": "ClusterSecretStore",
         "metadata": {"name": name, "annotations": dict(WAIT_READY)},
         "spec": {
+            **restriction,
             "provider": {
                 "onepassword": {
                     "connectHost": host,
@@ -55,7 +75,7 @@ def cluster_secret_store(
                         }
                     },
                 }
-            }
+            },
         },
     }
 
@@ -71,12 +91,21 @@ class ExternalSecretsArgs:
 class ExternalSecrets(pulumi.ComponentResource):
     store_name: pulumi.Output[str]
     api_version: str
+    # The label a namespace needs to use the store.
+    access_label: dict[str, str]
 
     def __init__(self, name: str, args: ExternalSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cluster-secrets:index:ExternalSecrets", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
         self.api_version = eso_api_version(settings.chart.parsed)
+        self.access_label = {STORE_ACCESS_LABEL: settings.store_name}
+        if settings.store_open_to_all:
+            pulumi.log.warn(
+                f"ClusterSecretStore {settings.store_name} is open to every namespace "
+                "(storeOpenToAllNamespaces): any namespace can read the vaults it serves.",
+                resource=self,
+            )
 
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
         token = k8s.core.v1.Secret(
@@ -104,6 +133,9 @@ class ExternalSecrets(pulumi.ComponentResource):
             token_secret=token.metadata.name,
             token_key=settings.token_key,
             token_namespace=token.metadata.namespace,
+            conditions=None
+            if settings.store_open_to_all
+            else namespace_conditions(settings.store_name, settings.store_namespaces),
         )
         # FACTS.md (pulumi-kubernetes): a custom resource must wait for the release that installs its CRD.
         # The Connect release and the token Secret are edges through connect_host and the token's metadata.

@@ -12,5 +12,7 @@ ARGOCD_ADMIN_PASSWORD = "argocdAdminPassword"  # secret
 ARGOCD_SECRET_ITEM_VAULT = "argocdSecretItemVault"
 ARGOCD_SECRET_ITEM_TITLE = "argocdSecretItemTitle"
 ARGOCD_ADMIN_ITEM_TITLE = "argocdAdminItemTitle"
+# Names the contents of that item; changes with each rotation (a sharing stack re-syncs on it).
+ARGOCD_SECRET_REVISION = "argocdSecretRevision"
 # The chart versions this cluster runs: {connect, externalSecrets, argocd}.
 CHART_VERSIONS = "chartVersions"

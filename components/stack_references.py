@@ -101,10 +101,13 @@ class PrimaryStack:
                 f"{PROJECT}:storeVaults: must include {vault!r}, the vault of the primary's argocd-secret item"
             )
         self._require_plain(outputs.ARGOCD_ADMIN_PASSWORD)
+        self._require_plain(outputs.ARGOCD_SECRET_REVISION)
         return AdminItems(
             vault=vault,
             secret_item_title=self.reference.require_output(outputs.ARGOCD_SECRET_ITEM_TITLE),
             admin_item_title=self.reference.require_output(outputs.ARGOCD_ADMIN_ITEM_TITLE),
             # require_output keeps an output the primary exported as secret a secret.
             admin_password=self.reference.require_output(outputs.ARGOCD_ADMIN_PASSWORD),
+            # The primary's rotations re-sync this cluster's ExternalSecret at its next deployment.
+            revision=self.reference.require_output(outputs.ARGOCD_SECRET_REVISION),
         )

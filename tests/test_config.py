@@ -70,7 +70,7 @@ def test_pulumi_yaml_declares_every_key_the_program_reads():
         # The CLI accepts these types only; an object (storeVaults) is declared without one.
         assert spec.get("type", "string") in {"string", "integer", "boolean", "array"}, key
         if "type" in spec and "default" in spec:
-            expected = {"string": str, "integer": int, "boolean": bool}[spec["type"]]
+            expected = {"string": str, "integer": int, "boolean": bool, "array": list}[spec["type"]]
             assert isinstance(spec["default"], expected), key
 
 

@@ -150,6 +150,8 @@ def test_cluster_secret_store_spec(homelab):
     assert (store["apiVersion"], store["kind"]) == ("external-secrets.io/v1beta1", "ClusterSecretStore")
     assert store["metadata"] == {"name": "one-secretstore", "annotations": {"pulumi.com/waitFor": "condition=Ready"}}
     assert store["spec"] == {
+        # Only namespaces labelled for this store may use it; the program labels Argo CD's.
+        "conditions": [{"namespaceSelector": {"matchLabels": {"cluster-secrets.io/secret-store": "one-secretstore"}}}],
         "provider": {
             "onepassword": {
                 "connectHost": "http://onepassword-connect.onepassword.svc.cluster.local:8080",
@@ -164,7 +166,7 @@ def test_cluster_secret_store_spec(homelab):
                     }
                 },
             }
-        }
+        },
     }
 
 
@@ -183,7 +185,7 @@ def test_external_secret_for_argocd(homelab):
     assert external_secret["metadata"] == {
         "name": "argocd-secret",
         "namespace": "argocd",
-        "annotations": {"pulumi.com/waitFor": "condition=Ready"},
+        "annotations": {"pulumi.com/waitFor": "condition=Ready", "force-sync": "password-0.secretkey-0"},
     }
     spec = external_secret["spec"]
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "one-secretstore"}
@@ -283,6 +285,7 @@ def test_outputs(homelab):
         outputs.ARGOCD_SECRET_ITEM_VAULT: "HomeLab",
         outputs.ARGOCD_SECRET_ITEM_TITLE: "argocd-secret",
         outputs.ARGOCD_ADMIN_ITEM_TITLE: "argo-admin",
+        outputs.ARGOCD_SECRET_REVISION: "password-0.secretkey-0",
         outputs.CHART_VERSIONS: {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "10.1.1"},
     }
     assert homelab.secret_outputs == {outputs.ARGOCD_ADMIN_PASSWORD}

@@ -9,7 +9,7 @@ import yaml
 
 from components.argocd import argocd_external_secret, argocd_values
 from components.connect import connect_values
-from components.external_secrets import cluster_secret_store, eso_values
+from components.external_secrets import cluster_secret_store, eso_values, namespace_conditions
 from components.versions import eso_api_version, parse_chart_version
 from tests.conftest import run_stack, upstream
 
@@ -54,6 +54,7 @@ def store_manifest(eso_version: str, **changes: Any) -> dict[str, Any]:
         "token_secret": "onepassword-connect-token",
         "token_key": "token",
         "token_namespace": "eso",
+        "conditions": namespace_conditions("one-secretstore", ["apps"]),
     }
     return cluster_secret_store(**{**arguments, **changes})
 
@@ -62,6 +63,13 @@ def store_manifest(eso_version: str, **changes: Any) -> dict[str, Any]:
 def test_cluster_secret_store_matches_the_crd(eso_version, api):
     manifest = store_manifest(eso_version)
     assert manifest["apiVersion"] == f"external-secrets.io/{api}"
+    assert_valid(manifest, schema("eso", eso_version, f"clustersecretstore.{api}.schema.json"))
+
+
+@pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
+def test_an_open_store_matches_the_crd_too(eso_version, api):
+    manifest = store_manifest(eso_version, conditions=None)
+    assert "conditions" not in manifest["spec"]
     assert_valid(manifest, schema("eso", eso_version, f"clustersecretstore.{api}.schema.json"))
 
 
@@ -77,7 +85,9 @@ def test_the_store_schema_check_can_fail(eso_version, api):
 
 @pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
 def test_argocd_external_secret_matches_the_crd(eso_version, api):
-    manifest = argocd_external_secret(f"external-secrets.io/{api}", "argocd", "one-secretstore", "argocd-secret")
+    manifest = argocd_external_secret(
+        f"external-secrets.io/{api}", "argocd", "one-secretstore", "argocd-secret", "password-0.secretkey-0"
+    )
     assert_valid(manifest, schema("eso", eso_version, f"externalsecret.{api}.schema.json"))
 
 

@@ -19,6 +19,7 @@ PRIMARY_OUTPUTS = {
     outputs.ARGOCD_SECRET_ITEM_VAULT: "HomeLab",
     outputs.ARGOCD_SECRET_ITEM_TITLE: "argocd-secret-of-the-primary",
     outputs.ARGOCD_ADMIN_ITEM_TITLE: "argo-admin-of-the-primary",
+    outputs.ARGOCD_SECRET_REVISION: "password-3.secretkey-1",
     outputs.CHART_VERSIONS: {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "9.4.2"},
 }
 
@@ -69,6 +70,12 @@ def test_its_external_secret_reads_the_primarys_item(second):
     assert {entry["remoteRef"]["key"] for entry in data} == {"argocd-secret-of-the-primary"}
     reference = next(r for r in second.monitor.reads if r.name == PRIMARY)
     assert reference.urn in second.named("argocd-external-secret").dependencies
+
+
+def test_its_external_secret_re_syncs_on_the_primarys_rotations(second):
+    annotations = second.named("argocd-external-secret").plain["metadata"]["annotations"]
+    assert annotations["force-sync"] == "password-3.secretkey-1"
+    assert second.outputs[outputs.ARGOCD_SECRET_REVISION] == "password-3.secretkey-1"
 
 
 def test_outputs_point_at_the_primarys_items_and_its_password_stays_secret(second):
@@ -138,7 +145,13 @@ def test_a_missing_primary_stack_is_named_and_nothing_is_registered():
 
 
 @pytest.mark.parametrize(
-    "missing", [outputs.CHART_VERSIONS, outputs.ARGOCD_SECRET_ITEM_TITLE, outputs.ARGOCD_ADMIN_PASSWORD]
+    "missing",
+    [
+        outputs.CHART_VERSIONS,
+        outputs.ARGOCD_SECRET_ITEM_TITLE,
+        outputs.ARGOCD_ADMIN_PASSWORD,
+        outputs.ARGOCD_SECRET_REVISION,
+    ],
 )
 def test_a_missing_primary_output_is_named_and_nothing_is_registered(missing):
     monitor = fakes(second_vaults())
