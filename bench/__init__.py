@@ -1,0 +1,1 @@
+"""Benchmarks: they measure and print; only the no-op check can fail a run."""
