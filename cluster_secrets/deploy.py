@@ -96,10 +96,10 @@ def plain_outputs(output_map: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
 class Progress:
     """Prints the engine's events as they come, with the elapsed time and the current step."""
 
-    def __init__(self, say: Print):
+    def __init__(self, say: Print, step: str):
         self.say = say
         self.started = time.monotonic()
-        self.step = "starting"
+        self.step = step
 
     def __call__(self, event: auto.EngineEvent) -> None:
         text = converge.describe_event(event)
@@ -113,7 +113,7 @@ def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Prin
     mode = stack_config(project_dir, stack_name)[f"{PROJECT}:argocdCreateSecret"]
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
-    progress = Progress(say)
+    progress = Progress(say, "run 1")
     runs: list[converge.RunReport] = []
     while True:
         progress.step = f"run {len(runs) + 1}"
@@ -132,18 +132,14 @@ def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Prin
 
 def preview(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
     stack = open_stack(project_dir, stack_name, environ, say)
-    progress = Progress(say)
-    progress.step = "preview"
-    result = stack.preview(on_event=progress)
+    result = stack.preview(on_event=Progress(say, "preview"))
     say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
     return converge.EXIT_OK
 
 
 def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
     stack = open_stack(project_dir, stack_name, environ, say)
-    progress = Progress(say)
-    progress.step = "destroy"
-    result = stack.destroy(on_event=progress)
+    result = stack.destroy(on_event=Progress(say, "destroy"))
     say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
     say("ESO's CRDs stay in the cluster (helm.sh/resource-policy: keep); delete them by hand if you mean to.")
     return converge.EXIT_OK

@@ -7,7 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_onepassword as onepassword
 import pulumi_random as random
-import pulumiverse_time as time
+import pulumiverse_time as pulumi_time
 
 from components.admin_secret import (
     ADMIN_PASSWORD,
@@ -19,7 +19,7 @@ from components.admin_secret import (
 )
 from components.config import ArgoCDSettings
 from components.handoff import Handoff
-from components.kube import KEEP, WAIT_READY, external_secrets_object, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
 
 # Argo CD reads this exact Secret name.
 ARGOCD_SECRET = "argocd-secret"
@@ -156,15 +156,14 @@ class ArgoCD(pulumi.ComponentResource):
             )
 
         def release(depends_on: list[pulumi.Resource]) -> k8s.helm.v3.Release:
-            return k8s.helm.v3.Release(
+            return helm_release(
                 f"{name}-release",
-                name="argocd",
-                chart="argo-cd",
-                version=settings.chart.version,
-                repository_opts={"repo": settings.chart.repository},
-                namespace=namespace.metadata.name,
-                values=argocd_values(args.handoff.create_secret),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                "argocd",
+                "argo-cd",
+                settings.chart,
+                namespace.metadata.name,
+                argocd_values(args.handoff.create_secret),
+                pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
 
         # The order is the hand-off (components/handoff.py): Argo CD never starts without argocd-secret.
@@ -207,7 +206,7 @@ class ArgoCD(pulumi.ComponentResource):
         salt = random.RandomBytes(
             f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
         )
-        mtime = time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
+        mtime = pulumi_time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
         secret_key = random.RandomBytes(
             f"{name}-server-secretkey",
             length=SERVER_SECRET_KEY_BYTES,

@@ -318,6 +318,12 @@ def parse_settings(raw: Mapping[str, str], inherited: Mapping[str, str] | None =
     )
     if settings.argocd.share_admin and not settings.primary_stack:
         read.problems.append(f"{PROJECT}:shareArgocdAdmin: needs primaryStack (whose admin items it shares)")
+    vaults = settings.onepassword.store_vaults
+    if vaults and not settings.argocd.share_admin and settings.onepassword.working_vault not in vaults:
+        read.problems.append(
+            f"{PROJECT}:storeVaults: must include the workingVault {settings.onepassword.working_vault!r}, "
+            "where the argocd-secret item is created, or the ExternalSecret cannot find it"
+        )
     if read.problems:
         raise ConfigError("Invalid stack config:\n  " + "\n  ".join(read.problems))
     return settings

@@ -7,6 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ConnectSettings
+from components.kube import helm_release
 from components.versions import connect_credentials_value
 
 # FACTS.md (Connect): the chart's Service is `onepassword-connect` in the release namespace, API on 8080.
@@ -61,15 +62,14 @@ class OnePasswordConnect(pulumi.ComponentResource):
             },
             opts=child,
         )
-        release = k8s.helm.v3.Release(
+        release = helm_release(
             f"{name}-release",
-            name="connect",
-            chart="connect",
-            version=settings.chart.version,
-            repository_opts={"repo": settings.chart.repository},
-            namespace=namespace.metadata.name,
-            values=connect_values(settings.credentials_secret, settings.credentials_key),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
+            "connect",
+            "connect",
+            settings.chart,
+            namespace.metadata.name,
+            connect_values(settings.credentials_secret, settings.credentials_key),
+            pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
         )
         # Derived from the release, so whoever uses the host waits for Connect to be installed.
         self.host = release.status.namespace.apply(lambda ns: connect_host(ns or settings.namespace))

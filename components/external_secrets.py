@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ExternalSecretsSettings
-from components.kube import KEEP, WAIT_READY, external_secrets_object, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
 from components.versions import eso_api_version
 
 
@@ -115,15 +115,14 @@ class ExternalSecrets(pulumi.ComponentResource):
             string_data={settings.token_key: pulumi.Output.secret(args.connect_token)},
             opts=child,
         )
-        release = k8s.helm.v3.Release(
+        release = helm_release(
             f"{name}-release",
-            name="external-secrets",
-            chart="external-secrets",
-            version=settings.chart.version,
-            repository_opts={"repo": settings.chart.repository},
-            namespace=namespace.metadata.name,
-            values=eso_values(),
-            opts=child,
+            "external-secrets",
+            "external-secrets",
+            settings.chart,
+            namespace.metadata.name,
+            eso_values(),
+            child,
         )
         manifest = cluster_secret_store(
             settings.store_name,

@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config import Chart
 from components.versions import ESO_API_VERSIONS
 
 T = TypeVar("T")
@@ -41,4 +42,29 @@ def external_secrets_object(
         metadata=manifest["metadata"],
         spec=manifest["spec"],
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases)),
+    )
+
+
+def helm_release(
+    resource_name: str,
+    release_name: str,
+    chart_name: str,
+    chart: Chart,
+    namespace: pulumi.Input[str],
+    values: dict[str, Any],
+    opts: pulumi.ResourceOptions,
+) -> k8s.helm.v3.Release:
+    """A real Helm release (hooks run, `helm list` sees it) of a chart pinned in stack config.
+
+    The release name is fixed, so the objects the chart names after it keep their names.
+    """
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release_name,
+        chart=chart_name,
+        version=chart.version,
+        repository_opts={"repo": chart.repository},
+        namespace=namespace,
+        values=values,
+        opts=opts,
     )

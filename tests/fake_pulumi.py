@@ -53,6 +53,23 @@ def write_events(args: list[str], changes: dict[str, int]) -> None:
             stream.write(json.dumps({"sequence": sequence, "timestamp": sequence, **event}) + "\n")
 
 
+def record(stack: dict, kind: str, changes: dict[str, int]) -> None:
+    """An entry of `pulumi stack history --json`."""
+    stack["history"].append(
+        {
+            "kind": kind,
+            "startTime": "2026-11-28T10:00:00.000000Z",
+            "endTime": "2026-11-28T10:01:00.000000Z",
+            "message": "",
+            "environment": {},
+            "config": {},
+            "result": "succeeded",
+            "version": len(stack["history"]) + 1,
+            "resourceChanges": changes,
+        }
+    )
+
+
 def next_outputs(previous: dict) -> tuple[dict, dict[str, int]]:
     """The outputs of the next deployment, and its change counts."""
     outputs = {
@@ -94,19 +111,7 @@ def main(raw: list[str]) -> None:
         stack = stacks[stack_name]
         stack["outputs"], changes = next_outputs(stack["outputs"])
         write_events(args, changes)
-        stack["history"].append(
-            {
-                "kind": "update",
-                "startTime": "2026-11-28T10:00:00.000000Z",
-                "endTime": "2026-11-28T10:01:00.000000Z",
-                "message": "",
-                "environment": {},
-                "config": {},
-                "result": "succeeded",
-                "version": len(stack["history"]) + 1,
-                "resourceChanges": changes,
-            }
-        )
+        record(stack, "update", changes)
         print(f"Updating ({stack_name}): done")
     elif args[0] == "preview":
         write_events(args, {"update": 1, "same": 19})
@@ -115,19 +120,7 @@ def main(raw: list[str]) -> None:
         stack = stacks[stack_name]
         stack["outputs"] = {}
         write_events(args, {"delete": 20})
-        stack["history"].append(
-            {
-                "kind": "destroy",
-                "startTime": "2026-11-28T10:00:00.000000Z",
-                "endTime": "2026-11-28T10:01:00.000000Z",
-                "message": "",
-                "environment": {},
-                "config": {},
-                "result": "succeeded",
-                "version": len(stack["history"]) + 1,
-                "resourceChanges": {"delete": 20},
-            }
-        )
+        record(stack, "destroy", {"delete": 20})
     else:
         fail(f"fake pulumi does not know: {' '.join(args)}", code=1)
     save(state)

@@ -96,6 +96,10 @@ def test_empty_chart_versions_follow_the_inherited_ones():
     assert settings.connect.chart.version == "1.17.0"  # pinned here: the stack's own wins
 
 
+def test_the_store_must_search_the_vault_of_our_own_items():
+    assert f"{PROJECT}:storeVaults: must include the workingVault 'HomeLab'" in problem(storeVaults={"Other": 1})
+
+
 def test_sharing_admin_items_needs_a_primary():
     assert f"{PROJECT}:shareArgocdAdmin: needs primaryStack" in problem(shareArgocdAdmin=True)
 
