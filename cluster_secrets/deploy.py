@@ -113,10 +113,10 @@ def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Prin
     mode = stack_config(project_dir, stack_name)[f"{PROJECT}:argocdCreateSecret"]
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
-    progress = Progress(say, "run 1")
+    progress = Progress(say, "")
     runs: list[converge.RunReport] = []
     while True:
-        progress.step = f"run {len(runs) + 1}"
+        progress.step = f"run {len(runs) + 1} from {before.name.lower().replace('_', ' ')}"
         started = time.monotonic()
         result = stack.up(on_event=progress)
         after = converge.phase_of(plain_outputs(result.outputs))

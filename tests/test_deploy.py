@@ -82,8 +82,8 @@ def test_up_on_a_new_stack_runs_twice_and_converges(cli):
     assert all(option in c["args"] for c in ups for option in ("--skip-preview", "--event-log"))
     assert (cli.project / ".pulumi-state").is_dir()
     # Progress from the engine's events, the summary, and never the password.
-    assert "[00:00] run 1: create t connect-release" in cli.text
-    assert "run 2: update t argocd-release" in cli.text
+    assert "[00:00] run 1 from new: create t connect-release" in cli.text
+    assert "run 2 from synced: update t argocd-release" in cli.text
     assert "Converged after 2 run(s): hand-off complete" in cli.text
     assert "  run 1: create 20" in cli.text and "  run 2: update 1" in cli.text
     assert "pulumi stack output --show-secrets argocdAdminPassword --stack homelab" in cli.text
