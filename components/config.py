@@ -1,8 +1,8 @@
 """Stack config: read once, validated, into typed objects holding plain values only.
 
 Every key is declared in Pulumi.yaml (description, default, type); the Pulumi CLI merges those
-defaults with the stack file, so the program reads each key with `require` and the defaults live
-in one place. `parse_settings` is pure, so it is tested without the Pulumi runtime.
+defaults with the stack file, so the defaults live in one place and a key the program finds
+missing is reported as such. `parse_settings` is pure, so it is tested without the Pulumi runtime.
 """
 
 import json
