@@ -311,8 +311,7 @@ def evaluate(
 
     `preview=False`, so every `apply` runs. Errors the program raises propagate.
     """
-    if str(program_dir) not in sys.path:
-        sys.path.insert(0, str(program_dir))  # the program imports its own `components`
+    _import_components_from(program_dir)
     monitor.mocks.self_reference = f"{ORGANIZATION}/{PROJECT}/{stack}"
     pulumi.runtime.settings.ROOT.set(None)  # a fresh root stack: no output survives from another run
     pulumi.runtime.set_mocks(
@@ -335,6 +334,18 @@ def evaluate(
     assert root is not None
     outputs, secret = _resolve_outputs(root.outputs)  # type: ignore[attr-defined]
     return Evaluation(monitor=monitor, outputs=outputs, secret_outputs=secret)
+
+
+def _import_components_from(program_dir: Path) -> None:
+    """The program imports its own `components` package: make it the one beside its __main__.py,
+    even where another version was imported first (plan --diff evaluates an older tree)."""
+    loaded = sys.modules.get("components")
+    if loaded is not None and Path(str(loaded.__file__)).resolve().parent.parent != program_dir.resolve():
+        for name in [module for module in sys.modules if module.split(".")[0] == "components"]:
+            del sys.modules[name]
+    if str(program_dir) in sys.path:
+        sys.path.remove(str(program_dir))
+    sys.path.insert(0, str(program_dir))
 
 
 def _resolve_outputs(exported: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:

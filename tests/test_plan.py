@@ -78,6 +78,13 @@ def test_diff_against_a_ref_shows_the_eso_upgrade(repository):
     assert "+    version: 2.9.0" in section
 
 
+def test_diff_against_a_ref_plans_the_base_with_its_own_code(repository):
+    argocd = repository / "components" / "argocd.py"
+    argocd.write_text(argocd.read_text().replace('"refreshInterval": "1h"', '"refreshInterval": "30m"'))
+    section = plan.diff_against(repository, "HEAD", "homelab")
+    assert "-      refreshInterval: 1h" in section and "+      refreshInterval: 30m" in section
+
+
 def test_diff_against_an_unchanged_tree_says_so(repository):
     assert "No change to the desired state." in plan.diff_against(repository, "HEAD", "homelab")
 
