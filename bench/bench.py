@@ -18,21 +18,15 @@ import time
 from pathlib import Path
 
 from cluster_secrets import offline
-from cluster_secrets.plan import CONVERGED
+from cluster_secrets.plan import evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SDKS = "import pulumi, pulumi_kubernetes, pulumi_onepassword, pulumi_random, pulumiverse_time, bcrypt"
-PRIMARY = f"{offline.ORGANIZATION}/{offline.PROJECT}/homelab"
 
 
 def evaluate(stack: str, config: dict | None = None) -> offline.Evaluation:
-    """One evaluation of a converged stack with placeholder 1Password (a secondary reads homelab's outputs)."""
-    other = {}
-    if stack != "homelab":
-        primary = evaluate("homelab")
-        other[PRIMARY] = offline.StackOutputs(primary.outputs, frozenset(primary.secret_outputs))
-    monitor = offline.recording_monitor(None, CONVERGED, other)
-    return offline.evaluate(ROOT, stack, monitor, config)
+    """One evaluation of a converged stack, as `plan` does it (a secondary reads its primary's outputs)."""
+    return evaluate_stack(ROOT, stack, config=config)
 
 
 def timed(stack: str, runs: int, config: dict | None = None) -> list[float]:

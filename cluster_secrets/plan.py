@@ -10,6 +10,7 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -89,19 +90,21 @@ def render(state: dict[str, Any]) -> str:
     return f"# {summary(state)}\n{body}"
 
 
-def _evaluate(program_dir: Path, stack: str, new_stack: bool) -> offline.Evaluation:
-    """Evaluate a stack with placeholder 1Password; a stack that follows a primary reads the
-    primary's outputs from a converged plan of the primary's own stack file."""
+def evaluate_stack(
+    program_dir: Path, stack: str, new_stack: bool = False, config: Mapping[str, Any] | None = None
+) -> offline.Evaluation:
+    """Evaluate a stack with placeholder 1Password (and `config` overrides); a stack that follows a
+    primary reads the primary's outputs from a converged plan of the primary's own stack file."""
     other_stacks = {}
     primary = offline.stack_config(program_dir, stack).get(f"{offline.PROJECT}:primaryStack", "")
     if primary:
         primary_stack = primary.split("/")[-1]
         if primary_stack == stack or not (program_dir / f"Pulumi.{primary_stack}.yaml").exists():
             raise PlanError(f"{stack} follows {primary}, whose stack file Pulumi.{primary_stack}.yaml is not here")
-        followed = _evaluate(program_dir, primary_stack, new_stack=False)
+        followed = evaluate_stack(program_dir, primary_stack)
         other_stacks[primary] = offline.StackOutputs(followed.outputs, frozenset(followed.secret_outputs))
     monitor = offline.recording_monitor(None, None if new_stack else CONVERGED, other_stacks)
-    return offline.evaluate(program_dir, stack, monitor)
+    return offline.evaluate(program_dir, stack, monitor, config)
 
 
 def plan(program_dir: Path, stack: str, new_stack: bool = False) -> str:
@@ -110,7 +113,7 @@ def plan(program_dir: Path, stack: str, new_stack: bool = False) -> str:
     By default the stack is taken to have converged (the Argo CD hand-off done); `new_stack`
     plans the first deployment instead.
     """
-    return render(desired_state(_evaluate(program_dir, stack, new_stack), stack))
+    return render(desired_state(evaluate_stack(program_dir, stack, new_stack), stack))
 
 
 def plan_in_subprocess(program_dir: Path, stack: str, new_stack: bool) -> str:
