@@ -29,7 +29,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
-PROJECT = "cluster-secrets"
+from components.config import PROJECT
+
 ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
 
 # Values the fake providers return, distinctive so that tests can look for them as canaries.

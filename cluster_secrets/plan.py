@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from cluster_secrets import offline
+from components import outputs
 
 SECRET_MARKER = "[secret]"
 
@@ -27,7 +28,7 @@ class PlanError(Exception):
 
 
 # Outputs that a synced previous deployment exported: the plan of a stack that has converged.
-CONVERGED = {"argocdCreateSecret": False, "argocdSecretSynced": True}
+CONVERGED = {outputs.ARGOCD_CREATE_SECRET: False, outputs.ARGOCD_SECRET_SYNCED: True}
 
 
 def _masked(value: Any) -> Any:
@@ -75,12 +76,12 @@ def summary(state: dict[str, Any]) -> str:
     """One line a stack: what it registers, and the Argo CD hand-off it applies."""
     kinds = Counter(resource["type"].split(":")[0] for resource in state["resources"])
     counted = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    outputs = state["outputs"]
-    versions = outputs.get("chartVersions", {})
+    stack_outputs = state["outputs"]
+    versions = stack_outputs.get(outputs.CHART_VERSIONS, {})
     charts = ", ".join(f"{chart} {version}" for chart, version in sorted(versions.items()))
     return (
         f"{state['stack']}: {len(state['resources'])} resources ({counted}); "
-        f"Argo CD createSecret={str(outputs.get('argocdCreateSecret')).lower()}; charts {charts}"
+        f"Argo CD createSecret={str(stack_outputs.get(outputs.ARGOCD_CREATE_SECRET)).lower()}; charts {charts}"
     )
 
 
