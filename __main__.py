@@ -5,7 +5,7 @@ import pulumi_kubernetes as k8s
 
 from components import outputs
 from components.argocd import ArgoCD, ArgoCDArgs, OwnItems
-from components.config import parse_settings, read_raw_config
+from components.config import load_config, read_raw_config
 from components.connect import OnePasswordConnect, OnePasswordConnectArgs
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.handoff import PreviousHandoff, decide_handoff
@@ -13,40 +13,39 @@ from components.onepassword_items import read_connect_credentials, read_connect_
 from components.stack_references import PrimaryStack, previous_handoff
 
 # Config, and the primary stack this one follows, if any (chart versions, shared admin items).
-raw_config = read_raw_config()
-primary = PrimaryStack(raw_config["primaryStack"]) if raw_config.get("primaryStack") else None
-settings = parse_settings(raw_config, inherited=primary.chart_versions() if primary else None)
-op = settings.onepassword
-shared_admin = primary.shared_admin_items(settings) if primary else None
+config = load_config(read_raw_config(), pulumi.get_stack())
+primary = PrimaryStack(config.primary_stack) if config.primary_stack else None
+if primary:
+    config = config.following(primary.chart_versions())
+shared_admin = primary.shared_admin_items(config) if primary else None
 
 # Every 1Password read comes before any resource: bad data stops the program at preview with
 # nothing registered.
-init_vault_id = vault_uuid(op.init_vault)
-connect_credentials = read_connect_credentials(op.init_vault, init_vault_id, op.credentials_item)
-connect_token = read_connect_token(op.init_vault, init_vault_id, op.token_item)
-admin = shared_admin or OwnItems(vault=op.working_vault, vault_id=vault_uuid(op.working_vault))
+init_vault_id = vault_uuid(config.init_vault)
+connect_credentials = read_connect_credentials(config.init_vault, init_vault_id, config.credentials_item)
+connect_token = read_connect_token(config.init_vault, init_vault_id, config.token_item)
+admin = shared_admin or OwnItems(vault=config.working_vault, vault_id=vault_uuid(config.working_vault))
 
 # In auto mode the hand-off continues from what the previous deployment of this stack recorded.
-argocd_mode = settings.argocd.create_secret
+argocd_mode = config.argocd_create_secret
 handoff = decide_handoff(argocd_mode, previous_handoff() if argocd_mode == "auto" else PreviousHandoff())
 
 # One explicit provider per cluster; the ambient default provider is disabled in the stack file.
 cluster = k8s.Provider(
     "cluster",
-    kubeconfig=settings.kubeconfig_path or None,
-    context=settings.kube_context,
+    kubeconfig=config.kubeconfig_path or None,
+    context=config.kube_context,
 )
 
 connect = OnePasswordConnect(
     "connect",
-    OnePasswordConnectArgs(settings=settings.connect, credentials_json=connect_credentials),
+    OnePasswordConnectArgs(config=config, credentials_json=connect_credentials),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
 external_secrets = ExternalSecrets(
     "external-secrets",
     ExternalSecretsArgs(
-        settings=settings.external_secrets,
-        vaults=op.store_vaults,
+        config=config,
         connect_host=connect.host,
         connect_token=connect_token,
     ),
@@ -55,7 +54,7 @@ external_secrets = ExternalSecrets(
 argocd = ArgoCD(
     "argocd",
     ArgoCDArgs(
-        settings=settings.argocd,
+        config=config,
         handoff=handoff,
         external_secrets_api_version=external_secrets.api_version,
         store_name=external_secrets.store_name,
@@ -78,8 +77,8 @@ pulumi.export(outputs.ARGOCD_SECRET_REVISION, argocd.admin.revision)
 pulumi.export(
     outputs.CHART_VERSIONS,
     {
-        "connect": settings.connect.chart.version,
-        "externalSecrets": settings.external_secrets.chart.version,
-        "argocd": settings.argocd.chart.version,
+        "connect": config.connect_chart_version,
+        "externalSecrets": config.eso_chart_version,
+        "argocd": config.argocd_chart_version,
     },
 )

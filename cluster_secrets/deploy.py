@@ -6,29 +6,29 @@ The Automation API drives the Pulumi CLI, which must be installed; nothing here 
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pulumi import automation as auto
 
 from cluster_secrets import converge
-from cluster_secrets.offline import PROJECT, stack_config
+from cluster_secrets.errors import UsageError
+from cluster_secrets.stack_files import project_values, read_yaml, stack_config, stack_file
+from components.config import load_config
+from components.errors import ConfigError
 
 LOCAL_STATE_DIR = ".pulumi-state"
 INSTALL_HINT = (
     "The Pulumi CLI is not on PATH. Install it (https://www.pulumi.com/docs/iac/download-install/, "
-    "for example `curl -fsSL https://get.pulumi.com | sh` or `brew install pulumi/tap/pulumi`), then run this again."
+    "for example `curl -fsSL https://get.pulumi.com | sh` or `brew install pulumi/tap/pulumi`), then run this again. "
+    "Without it, `./cluster-secrets plan STACK` shows the desired state offline."
 )
 
 Print = Callable[[str], None]
-
-
-class UsageError(Exception):
-    """Bad arguments or environment: exit code 2, with this message."""
 
 
 class CliMissing(Exception):
@@ -46,8 +46,7 @@ def choose_backend(project_dir: Path, environ: Mapping[str, str]) -> Backend:
     backend inside the project, so a first run needs no account."""
     configured = environ.get("PULUMI_BACKEND_URL")
     if not configured:
-        project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
-        configured = (project.get("backend") or {}).get("url")
+        configured = ((read_yaml(project_dir / "Pulumi.yaml") or {}).get("backend") or {}).get("url")
     if configured:
         return Backend(configured, embedded=False)
     return Backend((project_dir / LOCAL_STATE_DIR).as_uri(), embedded=True)
@@ -58,11 +57,39 @@ def uses_passphrase(backend: Backend) -> bool:
     return not backend.url.startswith(("https://", "http://"))
 
 
+def check_legacy_file_backend(backend: Backend) -> None:
+    """FACTS.md (Pulumi): a file backend in the legacy (non-project) layout rejects the
+    `organization/<project>/<stack>` names this program reads its own and its primary's outputs by.
+    Pulumi marks the project layout with `.pulumi/meta.yaml` at version 1; a store with stacks and
+    no such mark is legacy (pulumi/pulumi pkg/backend/diy/meta.go)."""
+    if not backend.url.startswith("file://"):
+        return
+    state = Path(backend.url.removeprefix("file://")) / ".pulumi"
+    stacks = state / "stacks"
+    if not stacks.is_dir() or not any(stacks.iterdir()):
+        return
+    meta = read_yaml(state / "meta.yaml") if (state / "meta.yaml").exists() else None
+    if not (isinstance(meta, dict) and meta.get("version", 0) >= 1):
+        raise UsageError(
+            f"The file backend {backend.url} uses Pulumi's legacy layout, which cannot resolve the stack names "
+            f"this program reads (organization/<project>/<stack>). Run `pulumi login {backend.url} && pulumi "
+            "state upgrade` once, then run this again."
+        )
+
+
+def check_stack_file(project_dir: Path, stack: str, command: str) -> None:
+    """The stack file as Pulumi would read it, and for up and preview its config as the program
+    would validate it: bad input stops here, before Pulumi starts, with exit code 2. `destroy`
+    checks the YAML only, so a stack whose config no longer validates can still be destroyed."""
+    config = stack_config(project_dir, stack)
+    if command != "destroy":
+        load_config(project_values(config), stack)
+
+
 def check_environment(project_dir: Path, stack: str, backend: Backend, environ: Mapping[str, str]) -> None:
     """Everything a run needs from this machine, checked before Pulumi starts."""
-    if not (project_dir / f"Pulumi.{stack}.yaml").exists():
-        stacks = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
-        raise UsageError(f"No stack file Pulumi.{stack}.yaml; the stacks here are: {', '.join(stacks)}.")
+    stack_file(project_dir, stack)
+    check_legacy_file_backend(backend)
     if uses_passphrase(backend) and not (
         environ.get("PULUMI_CONFIG_PASSPHRASE") or environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     ):
@@ -110,7 +137,7 @@ class Progress:
 def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
     """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs)."""
     stack = open_stack(project_dir, stack_name, environ, say)
-    mode = stack_config(project_dir, stack_name)[f"{PROJECT}:argocdCreateSecret"]
+    mode = load_config(project_values(stack_config(project_dir, stack_name)), stack_name).argocd_create_secret
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
     progress = Progress(say, "")
@@ -145,17 +172,27 @@ def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say:
     return converge.EXIT_OK
 
 
-def run(command: str, project_dir: Path, stack: str, say: Print, environ: Mapping[str, str] | None = None) -> int:
-    """Run a command and map every failure to a clear message and an exit code a script can rely on."""
+def run(
+    command: str,
+    project_dir: Path,
+    stack: str,
+    say: Print,
+    environ: Mapping[str, str] | None = None,
+    complain: Print | None = None,
+) -> int:
+    """Run a command and map every failure to a clear message (`complain`, stderr by default) and
+    an exit code a script can rely on."""
     actions = {"up": up, "preview": preview, "destroy": destroy}
+    complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
+        check_stack_file(project_dir, stack, command)
         return actions[command](project_dir, stack, os.environ if environ is None else environ, say)
-    except UsageError as error:
-        say(f"error: {error}")
+    except (UsageError, ConfigError) as error:
+        complain(f"error: {error}")
         return converge.EXIT_USAGE
     except CliMissing as error:
-        say(f"error: {error}")
+        complain(f"error: {error}")
         return converge.EXIT_NO_CLI
     except auto.CommandError as error:
-        say(f"error: pulumi {command} failed:\n{error}")
+        complain(f"error: pulumi {command} failed:\n{error}")
         return converge.EXIT_FAILED

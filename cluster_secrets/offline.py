@@ -23,12 +23,12 @@ from typing import Any
 
 import grpc
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
+from cluster_secrets.stack_files import stack_config
 from components.config import PROJECT
 
 ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
@@ -43,31 +43,6 @@ SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE_SIG = rpc._special_secret_sig
 
 Vaults = Mapping[str, Mapping[str, Mapping[str, Any]]]
-
-
-def stack_config(program_dir: Path, stack: str, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Config as the CLI hands it to the program: project defaults, the stack file, then overrides.
-
-    Values are strings; objects and lists are JSON, as the engine passes them.
-    """
-    project = yaml.safe_load((program_dir / "Pulumi.yaml").read_text())
-    values: dict[str, Any] = {
-        f"{PROJECT}:{key}": spec["default"] for key, spec in project["config"].items() if "default" in spec
-    }
-    values.update(yaml.safe_load((program_dir / f"Pulumi.{stack}.yaml").read_text())["config"])
-    for key, value in (overrides or {}).items():
-        values[key if ":" in key else f"{PROJECT}:{key}"] = value
-    return {key: _config_text(value) for key, value in values.items() if value is not None}
-
-
-def _config_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value)
 
 
 def attached_file(content: bytes, name: str = "1password-credentials.json") -> dict[str, str]:

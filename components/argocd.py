@@ -17,7 +17,7 @@ from components.admin_secret import (
     SERVER_SECRET_KEY,
     hash_admin_password,
 )
-from components.config import ArgoCDSettings
+from components.config import StackConfig
 from components.handoff import Handoff
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
 
@@ -117,7 +117,7 @@ class OwnItems:
 
 @dataclass(frozen=True)
 class ArgoCDArgs:
-    settings: ArgoCDSettings
+    config: StackConfig
     handoff: Handoff
     external_secrets_api_version: str
     store_name: pulumi.Input[str]
@@ -134,13 +134,13 @@ class ArgoCD(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ArgoCDArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cluster-secrets:index:ArgoCD", name, None, opts)
-        settings = args.settings
+        config = args.config
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": settings.namespace, "labels": args.namespace_labels}, opts=child
+            f"{name}-namespace", metadata={"name": config.argocd_namespace, "labels": args.namespace_labels}, opts=child
         )
-        admin = args.admin if isinstance(args.admin, AdminItems) else self._own_items(name, settings, args.admin)
+        admin = args.admin if isinstance(args.admin, AdminItems) else self._own_items(name, config, args.admin)
 
         manifest = argocd_external_secret(
             args.external_secrets_api_version,
@@ -160,7 +160,7 @@ class ArgoCD(pulumi.ComponentResource):
                 f"{name}-release",
                 "argocd",
                 "argo-cd",
-                settings.chart,
+                config.argocd_chart,
                 namespace.metadata.name,
                 argocd_values(args.handoff.create_secret),
                 pulumi.ResourceOptions(parent=self, depends_on=depends_on),
@@ -187,15 +187,15 @@ class ArgoCD(pulumi.ComponentResource):
             }
         )
 
-    def _own_items(self, name: str, settings: ArgoCDSettings, own: OwnItems) -> AdminItems:
+    def _own_items(self, name: str, config: StackConfig, own: OwnItems) -> AdminItems:
         """The admin password, argocd-secret's contents, and the two 1Password items holding them."""
         child = pulumi.ResourceOptions(parent=self)
         # A bump of a rotation counter replaces the resource it keys, and everything keyed to that.
         password = random.RandomPassword(
             f"{name}-admin-password",
-            length=settings.admin_password_length,
+            length=config.argocd_admin_password_length,
             special=False,
-            keepers=rotation_keepers(settings.admin_password_rotation),
+            keepers=rotation_keepers(config.argocd_admin_password_rotation),
             opts=child,
         )
         # The provider marks `result` secret; wrapping it says so here too, for every use below.
@@ -210,7 +210,7 @@ class ArgoCD(pulumi.ComponentResource):
         secret_key = random.RandomBytes(
             f"{name}-server-secretkey",
             length=SERVER_SECRET_KEY_BYTES,
-            keepers=rotation_keepers(settings.server_secret_key_rotation),
+            keepers=rotation_keepers(config.argocd_server_secret_key_rotation),
             opts=child,
         )
         password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
@@ -221,7 +221,7 @@ class ArgoCD(pulumi.ComponentResource):
         admin_item = onepassword.Item(
             f"{name}-admin-item",
             vault=own.vault_id,
-            title=settings.admin_item,
+            title=config.argocd_admin_item,
             category="login",
             username="admin",
             password=clear_password,
@@ -236,7 +236,7 @@ class ArgoCD(pulumi.ComponentResource):
         secret_item = onepassword.Item(
             f"{name}-secret-item",
             vault=own.vault_id,
-            title=settings.secret_item,
+            title=config.argocd_secret_item,
             category="secure_note",
             sections=[
                 {
@@ -248,8 +248,8 @@ class ArgoCD(pulumi.ComponentResource):
         )
         return AdminItems(
             vault=own.vault,
-            secret_item_title=once_created(secret_item, settings.secret_item),
-            admin_item_title=once_created(admin_item, settings.admin_item),
+            secret_item_title=once_created(secret_item, config.argocd_secret_item),
+            admin_item_title=once_created(admin_item, config.argocd_admin_item),
             admin_password=clear_password,
-            revision=secret_revision(settings.admin_password_rotation, settings.server_secret_key_rotation),
+            revision=secret_revision(config.argocd_admin_password_rotation, config.argocd_server_secret_key_rotation),
         )

@@ -1,17 +1,38 @@
-"""Stack config: read once, validated, into typed objects holding plain values only.
+"""Stack config: one typed model, `StackConfig`, is the source of truth for every key.
 
-Every key is declared in Pulumi.yaml (description, default, type); the Pulumi CLI merges those
-defaults with the stack file, so the defaults live in one place and a key the program finds
-missing is reported as such. `parse_settings` is pure, so it is tested without the Pulumi runtime.
+A key is a field of the model: its type and constraints, its default and its description. The
+declarations in Pulumi.yaml and the README's config table are held to the model by the tests
+(tests/test_config.py), so a new key is one field here plus its line in those two files.
+
+The CLI hands config over as strings (objects and lists as JSON). `load_config` decodes them by
+the field's type, validates every key at once, and raises one ConfigError that names each bad
+key and what is expected, with any echoed value cut short. Unknown keys are errors, with the
+closest known key named. The model holds plain values only, never an Output.
 """
 
+import difflib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from components.errors import ConfigError
 from components.versions import ChartVersion, parse_chart_version
@@ -19,177 +40,26 @@ from components.versions import ChartVersion, parse_chart_version
 PROJECT = "cluster-secrets"
 
 CreateSecretMode = Literal["auto", "true", "false"]
-CREATE_SECRET_MODES: tuple[CreateSecretMode, ...] = ("auto", "true", "false")
 
 # bcrypt reads at most 72 bytes; Argo CD's admin password is stored as a bcrypt hash.
 MIN_ADMIN_PASSWORD_LENGTH = 16
 MAX_ADMIN_PASSWORD_LENGTH = 72
 
+# An echoed value is cut to this many characters: a pasted blob must not flood the terminal.
+SHOWN_VALUE_LENGTH = 60
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-# No key holds a secret: 1Password credentials come from the provider's own config, and
-# the kubeconfig is named by its path, never inlined.
-KEYS = (
-    "kubeconfigPath",
-    "kubeContext",
-    "initVault",
-    "credentialsItem",
-    "tokenItem",
-    "workingVault",
-    "storeVaults",
-    "connectNamespace",
-    "connectChartRepo",
-    "connectChartVersion",
-    "connectCredentialsSecret",
-    "connectCredentialsKey",
-    "esoNamespace",
-    "esoChartRepo",
-    "esoChartVersion",
-    "esoTokenSecret",
-    "esoTokenKey",
-    "secretStoreName",
-    "argocdNamespace",
-    "argocdChartRepo",
-    "argocdChartVersion",
-    "argocdCreateSecret",
-    "argocdSecretItem",
-    "argocdAdminItem",
-    "argocdAdminPasswordLength",
-    "primaryStack",
-    "shareArgocdAdmin",
-    "storeNamespaces",
-    "storeOpenToAllNamespaces",
-    "argocdAdminPasswordRotation",
-    "argocdServerSecretKeyRotation",
-)
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass(frozen=True)
-class Chart:
-    repository: str
-    version: str
-    parsed: ChartVersion
-
-
-@dataclass(frozen=True)
-class OnePasswordSettings:
-    init_vault: str
-    credentials_item: str
-    token_item: str
-    working_vault: str
-    store_vaults: Mapping[str, int]
-
-
-@dataclass(frozen=True)
-class ConnectSettings:
-    namespace: str
-    chart: Chart
-    credentials_secret: str
-    credentials_key: str
-
-
-@dataclass(frozen=True)
-class ExternalSecretsSettings:
-    namespace: str
-    chart: Chart
-    token_secret: str
-    token_key: str
-    store_name: str
-    # Namespaces allowed to use the store by name, besides those carrying its label.
-    store_namespaces: tuple[str, ...]
-    store_open_to_all: bool  # no namespace conditions at all, as in the reference setup
-
-
-@dataclass(frozen=True)
-class ArgoCDSettings:
-    namespace: str
-    chart: Chart
-    create_secret: CreateSecretMode
-    secret_item: str
-    admin_item: str
-    admin_password_length: int
-    share_admin: bool  # use the primary stack's admin items instead of owning two
-    # Bump to rotate: a new admin password (and hash and mtime), or a new server.secretkey.
-    admin_password_rotation: int
-    server_secret_key_rotation: int
-
-
-@dataclass(frozen=True)
-class Settings:
-    kubeconfig_path: str  # "" means the usual lookup: $KUBECONFIG, then ~/.kube/config
-    kube_context: str
-    primary_stack: str  # "" for a primary stack
-    onepassword: OnePasswordSettings
-    connect: ConnectSettings
-    external_secrets: ExternalSecretsSettings
-    argocd: ArgoCDSettings
-
-
-T = TypeVar("T")
-
-
-class _Reader:
-    """Reads raw config values and collects every problem, so one run reports them all."""
-
-    def __init__(self, raw: Mapping[str, str], inherited: Mapping[str, str]):
-        self.raw = raw
-        self.inherited = inherited
-        self.problems: list[str] = []
-
-    def _check(self, key: str, parse: Callable[[str], T], fallback: T) -> T:
-        value = self.raw.get(key)
-        if value is None:
-            self.problems.append(f"{PROJECT}:{key}: missing (declare it in Pulumi.yaml or set it in the stack)")
-            return fallback
-        return self._parse(key, value, parse, fallback)
-
-    def _parse(self, key: str, value: str, parse: Callable[[str], T], fallback: T) -> T:
-        try:
-            return parse(value)
-        except ValueError as error:
-            self.problems.append(f"{PROJECT}:{key}: {error}")
-            return fallback
-
-    def text(self, key: str) -> str:
-        return self._check(key, _non_empty, "")
-
-    def optional_text(self, key: str) -> str:
-        return self._check(key, str, "")
-
-    def namespace(self, key: str) -> str:
-        return self._check(key, _dns1123_label, "")
-
-    def chart(self, repo_key: str, version_key: str) -> Chart:
-        """A pinned chart; an empty version follows the primary stack's (`inherited`)."""
-        text = self.raw.get(version_key) or self.inherited.get(version_key, "")
-        unknown = ChartVersion(0, 0, 0, "")
-        if text:
-            version = self._parse(version_key, text, parse_chart_version, unknown)
-        else:
-            self.problems.append(
-                f"{PROJECT}:{version_key}: must be set (a stack pins its chart versions, or follows "
-                "a primary stack's with primaryStack)"
-            )
-            version = unknown
-        return Chart(self.text(repo_key), text, version)
-
-    def flag(self, key: str) -> bool:
-        return self._check(key, _boolean, False)
-
-    def vaults(self, key: str) -> Mapping[str, int]:
-        return self._check(key, _vault_priorities, {})
-
-    def create_secret(self, key: str) -> CreateSecretMode:
-        return self._check(key, _create_secret_mode, "auto")
-
-    def password_length(self, key: str) -> int:
-        return self._check(key, _password_length, MIN_ADMIN_PASSWORD_LENGTH)
-
-    def counter(self, key: str) -> int:
-        return self._check(key, _counter, 0)
-
-    def namespaces(self, key: str) -> tuple[str, ...]:
-        return self._check(key, _namespace_list, ())
+def shown(value: Any) -> str:
+    """A value as an error message shows it: repr, cut to SHOWN_VALUE_LENGTH characters."""
+    text = repr(value)
+    if len(text) <= SHOWN_VALUE_LENGTH:
+        return text
+    return f"{text[:SHOWN_VALUE_LENGTH]}... ({len(text)} characters)"
 
 
 def _non_empty(value: str) -> str:
@@ -201,135 +71,398 @@ def _non_empty(value: str) -> str:
 def _dns1123_label(value: str) -> str:
     if len(value) > 63 or not _DNS1123_LABEL.match(value):
         raise ValueError(
-            f"{value!r} is not a valid namespace (expected a DNS-1123 label: at most 63 lowercase "
+            f"{shown(value)} is not a valid namespace (expected a DNS-1123 label: at most 63 lowercase "
             "letters, digits or '-', starting and ending with a letter or digit)"
         )
     return value
 
 
-def _vault_priorities(value: str) -> dict[str, int]:
-    expected = "expected a map of 1Password vault name to a unique integer priority, e.g. {HomeLab: 1}"
-    try:
-        vaults = json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"is not a map ({expected})") from None
-    if not isinstance(vaults, dict) or not vaults:
-        raise ValueError(f"is empty or not a map ({expected})")
-    seen: dict[int, str] = {}
-    for name, priority in vaults.items():
-        # bool is an int in Python, and JSON true must not pass as priority 1.
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ValueError(f"vault {name!r} has priority {priority!r}, which is not an integer ({expected})")
-        if priority in seen:
-            raise ValueError(f"vaults {seen[priority]!r} and {name!r} share priority {priority} ({expected})")
-        seen[priority] = name
-    return vaults
-
-
-def _counter(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an integer (bump it by one to rotate)") from None
-    if number < 0:
-        raise ValueError(f"{number} is negative (bump it by one to rotate)")
-    return number
-
-
-def _namespace_list(value: str) -> tuple[str, ...]:
-    try:
-        names = json.loads(value)
-    except json.JSONDecodeError:
-        names = None
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"{value!r} is not a list of namespace names")
-    return tuple(_dns1123_label(name) for name in names)
-
-
-def _boolean(value: str) -> bool:
-    if value not in ("true", "false"):
-        raise ValueError(f"{value!r} is not true or false")
-    return value == "true"
-
-
-def _create_secret_mode(value: str) -> CreateSecretMode:
-    if value not in CREATE_SECRET_MODES:
-        raise ValueError(f"{value!r} is not one of {', '.join(CREATE_SECRET_MODES)}")
-    return cast(CreateSecretMode, value)
-
-
-def _password_length(value: str) -> int:
-    try:
-        length = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an integer") from None
-    if not MIN_ADMIN_PASSWORD_LENGTH <= length <= MAX_ADMIN_PASSWORD_LENGTH:
+def _dns1123_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
         raise ValueError(
-            f"{length} is out of range (expected {MIN_ADMIN_PASSWORD_LENGTH} to {MAX_ADMIN_PASSWORD_LENGTH} "
+            f"{shown(value)} is not a valid Kubernetes name (expected a DNS-1123 subdomain: at most 253 "
+            "lowercase letters, digits, '-' or '.', starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _secret_data_key(value: str) -> str:
+    if len(value) > 253 or not _SECRET_DATA_KEY.match(value):
+        raise ValueError(f"{shown(value)} is not a valid Secret key (expected letters, digits, '-', '_' or '.')")
+    return value
+
+
+def _chart_repo(value: str) -> str:
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https", "oci") or not url.netloc or any(c.isspace() for c in value):
+        raise ValueError(f"{shown(value)} is not a chart repository (expected an http(s):// or oci:// URL)")
+    return value
+
+
+def _chart_version(value: str) -> str:
+    """SemVer, or empty to follow the primary stack's version."""
+    if value:
+        try:
+            parse_chart_version(value)
+        except ValueError:
+            raise ValueError(f"{shown(value)} is not a chart version (expected SemVer such as 1.17.0)") from None
+    return value
+
+
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+Namespace = Annotated[str, AfterValidator(_dns1123_label)]
+KubeName = Annotated[str, AfterValidator(_dns1123_subdomain)]
+SecretDataKey = Annotated[str, AfterValidator(_secret_data_key)]
+ChartRepo = Annotated[str, AfterValidator(_chart_repo)]
+ChartVersionText = Annotated[str, AfterValidator(_chart_version)]
+
+
+def _counter(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{value} is negative (bump it by one to rotate)")
+    return value
+
+
+def _password_length(value: int) -> int:
+    if not MIN_ADMIN_PASSWORD_LENGTH <= value <= MAX_ADMIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"{value} is out of range (expected {MIN_ADMIN_PASSWORD_LENGTH} to {MAX_ADMIN_PASSWORD_LENGTH} "
             "bytes: shorter is weak, and bcrypt ignores everything past 72 bytes)"
         )
-    return length
+    return value
 
 
-def parse_settings(raw: Mapping[str, str], inherited: Mapping[str, str] | None = None) -> Settings:
-    """Validate raw config values (as strings, objects as JSON) into Settings, or raise ConfigError.
+Counter = Annotated[StrictInt, AfterValidator(_counter)]
+PasswordLength = Annotated[StrictInt, AfterValidator(_password_length)]
 
-    `inherited` holds the chart versions of the primary stack, by config key, for the versions
-    this stack leaves empty.
-    """
-    read = _Reader(raw, inherited or {})
-    settings = Settings(
-        kubeconfig_path=read.optional_text("kubeconfigPath"),
-        kube_context=read.text("kubeContext"),
-        primary_stack=read.optional_text("primaryStack"),
-        onepassword=OnePasswordSettings(
-            init_vault=read.text("initVault"),
-            credentials_item=read.text("credentialsItem"),
-            token_item=read.text("tokenItem"),
-            working_vault=read.text("workingVault"),
-            store_vaults=read.vaults("storeVaults"),
-        ),
-        connect=ConnectSettings(
-            namespace=read.namespace("connectNamespace"),
-            chart=read.chart("connectChartRepo", "connectChartVersion"),
-            credentials_secret=read.text("connectCredentialsSecret"),
-            credentials_key=read.text("connectCredentialsKey"),
-        ),
-        external_secrets=ExternalSecretsSettings(
-            namespace=read.namespace("esoNamespace"),
-            chart=read.chart("esoChartRepo", "esoChartVersion"),
-            token_secret=read.text("esoTokenSecret"),
-            token_key=read.text("esoTokenKey"),
-            store_name=read.text("secretStoreName"),
-            store_namespaces=read.namespaces("storeNamespaces"),
-            store_open_to_all=read.flag("storeOpenToAllNamespaces"),
-        ),
-        argocd=ArgoCDSettings(
-            namespace=read.namespace("argocdNamespace"),
-            chart=read.chart("argocdChartRepo", "argocdChartVersion"),
-            create_secret=read.create_secret("argocdCreateSecret"),
-            secret_item=read.text("argocdSecretItem"),
-            admin_item=read.text("argocdAdminItem"),
-            admin_password_length=read.password_length("argocdAdminPasswordLength"),
-            share_admin=read.flag("shareArgocdAdmin"),
-            admin_password_rotation=read.counter("argocdAdminPasswordRotation"),
-            server_secret_key_rotation=read.counter("argocdServerSecretKeyRotation"),
-        ),
+
+@dataclass(frozen=True)
+class Chart:
+    repository: str
+    version: str
+    parsed: ChartVersion
+
+
+class StackConfig(BaseModel):
+    """Every `cluster-secrets:` key. No key holds a secret: 1Password credentials come from the
+    provider's own config, and the kubeconfig is named by its path, never inlined."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, validate_default=False)
+
+    # Kubernetes: always an explicit provider on a named context.
+    kubeconfig_path: str = Field(
+        "", description="Path of the kubeconfig file; empty means $KUBECONFIG, then ~/.kube/config."
     )
-    if settings.argocd.share_admin and not settings.primary_stack:
-        read.problems.append(f"{PROJECT}:shareArgocdAdmin: needs primaryStack (whose admin items it shares)")
-    vaults = settings.onepassword.store_vaults
-    if vaults and not settings.argocd.share_admin and settings.onepassword.working_vault not in vaults:
-        read.problems.append(
-            f"{PROJECT}:storeVaults: must include the workingVault {settings.onepassword.working_vault!r}, "
-            "where the argocd-secret item is created, or the ExternalSecret cannot find it"
+    kube_context: NonEmpty = Field(
+        description="The kubeconfig context of the cluster this stack manages "
+        "(required, so no stack lands on the wrong cluster)."
+    )
+    # A second cluster follows a primary stack.
+    primary_stack: str = Field(
+        "",
+        description="<org>/cluster-secrets/<stack> of the primary stack this one follows "
+        "(on file or S3 backends the org is `organization`); empty for a primary. "
+        "Chart versions left empty here follow the primary's.",
+    )
+    share_argocd_admin: StrictBool = Field(
+        False,
+        description="With primaryStack, use the primary's Argo CD admin items (read, never written) "
+        "instead of owning new ones.",
+    )
+    # 1Password.
+    init_vault: NonEmpty = Field("InitHomeLab", description="Vault holding the Connect credentials file and token.")
+    credentials_item: NonEmpty = Field(
+        "1password-credentials",
+        description="Item in the init vault with 1password-credentials.json attached as a file.",
+    )
+    token_item: NonEmpty = Field(
+        "onepassword-connect-token",
+        description="Item in the init vault holding the Connect token: its password, "
+        "or the credential of an API Credential item.",
+    )
+    working_vault: NonEmpty = Field(
+        "HomeLab", description="Vault where this stack creates the Argo CD items (argocd-secret, argo-admin)."
+    )
+    store_vaults: dict[NonEmpty, StrictInt] = Field(
+        default_factory=lambda: {"HomeLab": 1},
+        description="Vaults the ClusterSecretStore searches, vault name to a unique integer priority (lower first).",
+    )
+    # 1Password Connect.
+    connect_namespace: Namespace = Field("onepassword", description="Namespace of 1Password Connect.")
+    connect_chart_repo: ChartRepo = Field(
+        "https://1password.github.io/connect-helm-charts", description="Helm repository of the connect chart."
+    )
+    connect_chart_version: ChartVersionText = Field(
+        "",
+        description="Version of the connect chart, pinned in the stack file; empty follows the primary stack. "
+        "Below 2.3.0 the credentials are stored base64-encoded, from 2.3.0 as raw JSON.",
+    )
+    connect_credentials_secret: KubeName = Field(
+        "op-credentials", description="Name of the Secret holding the Connect credentials."
+    )
+    connect_credentials_key: SecretDataKey = Field(
+        "1password-credentials.json", description="Key of the credentials file in that Secret."
+    )
+    # External Secrets Operator.
+    eso_namespace: Namespace = Field("eso", description="Namespace of the External Secrets Operator.")
+    eso_chart_repo: ChartRepo = Field(
+        "https://charts.external-secrets.io", description="Helm repository of the external-secrets chart."
+    )
+    eso_chart_version: ChartVersionText = Field(
+        "",
+        description="Version of the external-secrets chart, pinned in the stack file; empty follows the primary stack. "
+        "Below 0.16.0 objects use external-secrets.io/v1beta1, from 0.16.0 v1.",
+    )
+    eso_token_secret: KubeName = Field(
+        "onepassword-connect-token", description="Name of the Secret holding the Connect token for the store."
+    )
+    eso_token_key: SecretDataKey = Field("token", description="Key of the token in that Secret.")
+    secret_store_name: KubeName = Field("one-secretstore", description="Name of the ClusterSecretStore.")
+    store_namespaces: list[Namespace] = Field(
+        default_factory=list,
+        description="Namespaces allowed to use the store by name. Besides these, only namespaces labelled "
+        "cluster-secrets.io/secret-store: <secretStoreName> can (the program labels Argo CD's).",
+    )
+    store_open_to_all_namespaces: StrictBool = Field(
+        False,
+        description="Let every namespace use the store, as the reference setup does (warned about at preview).",
+    )
+    # Argo CD.
+    argocd_namespace: Namespace = Field("argocd", description="Namespace of Argo CD.")
+    argocd_chart_repo: ChartRepo = Field(
+        "https://argoproj.github.io/argo-helm", description="Helm repository of the argo-cd chart."
+    )
+    argocd_chart_version: ChartVersionText = Field(
+        "",
+        description="Version of the argo-cd chart, pinned in the stack file; empty follows the primary stack.",
+    )
+    argocd_create_secret: CreateSecretMode = Field(
+        "auto",
+        description="auto (default): the chart creates argocd-secret until ESO has synced it, then stops; true: the "
+        "chart keeps creating it; false: ESO creates it before Argo CD is installed.",
+    )
+    argocd_secret_item: NonEmpty = Field(
+        "argocd-secret", description="Title of the 1Password item (in workingVault) behind argocd-secret."
+    )
+    argocd_admin_item: NonEmpty = Field(
+        "argo-admin",
+        description="Title of the 1Password login item (in workingVault) holding the admin password in clear.",
+    )
+    argocd_admin_password_rotation: Counter = Field(
+        0,
+        description="Bump by one to rotate the Argo CD admin password "
+        "(new password, hash and mtime; logs every session out).",
+    )
+    argocd_server_secret_key_rotation: Counter = Field(
+        0, description="Bump by one to rotate server.secretkey (invalidates every session and token)."
+    )
+    argocd_admin_password_length: PasswordLength = Field(
+        32,
+        description="Length of the generated Argo CD admin password, 16 to 72 (bcrypt reads 72 bytes at most).",
+    )
+
+    @field_validator("store_vaults")
+    @classmethod
+    def _unique_priorities(cls, vaults: dict[str, int]) -> dict[str, int]:
+        if not vaults:
+            raise ValueError("must name at least one vault, e.g. {HomeLab: 1}")
+        seen: dict[int, str] = {}
+        for name, priority in vaults.items():
+            if priority in seen:
+                raise ValueError(f"vaults {shown(seen[priority])} and {shown(name)} share priority {priority}")
+            seen[priority] = name
+        return vaults
+
+    @field_validator("store_namespaces")
+    @classmethod
+    def _no_duplicate_namespaces(cls, names: list[str]) -> list[str]:
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(shown, twice))} more than once")
+        return names
+
+    @field_validator("primary_stack")
+    @classmethod
+    def _a_stack_of_this_project(cls, name: str, info: ValidationInfo) -> str:
+        if not name:
+            return name
+        expected = f"expected <org>/{PROJECT}/<stack>; on file or S3 backends the org is `organization`"
+        parts = name.split("/")
+        if len(parts) != 3 or not all(_STACK_NAME.match(part) for part in parts):
+            raise ValueError(f"{shown(name)} is not a stack name ({expected})")
+        if parts[1] != PROJECT:
+            raise ValueError(
+                f"{shown(name)} is a stack of project {shown(parts[1])}; a stack can only follow another "
+                f"{PROJECT} stack ({expected})"
+            )
+        if info.context and parts[2] == info.context.get("stack"):
+            raise ValueError(f"{shown(name)} is this stack itself; name the primary stack it follows")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StackConfig":
+        problems: list[str] = []
+        if self.share_argocd_admin and not self.primary_stack:
+            problems.append(f"{PROJECT}:shareArgocdAdmin: needs primaryStack (whose admin items it shares)")
+        if not self.share_argocd_admin and self.working_vault not in self.store_vaults:
+            problems.append(
+                f"{PROJECT}:storeVaults: must include the workingVault {shown(self.working_vault)}, where the "
+                "argocd-secret item is created, or the ExternalSecret cannot find it"
+            )
+        if self.argocd_secret_item == self.argocd_admin_item:
+            problems.append(
+                f"{PROJECT}:argocdAdminItem: {shown(self.argocd_admin_item)} is also argocdSecretItem; the two "
+                "items need different titles"
+            )
+        namespaces = {"connectNamespace": self.connect_namespace, "esoNamespace": self.eso_namespace}
+        for key, namespace in namespaces.items():
+            if namespace == self.argocd_namespace:
+                problems.append(
+                    f"{PROJECT}:{key}: {shown(namespace)} is also argocdNamespace; each component needs its own"
+                )
+        if self.connect_namespace == self.eso_namespace:
+            problems.append(
+                f"{PROJECT}:esoNamespace: {shown(self.eso_namespace)} is also connectNamespace; "
+                "each component needs its own"
+            )
+        if not self.primary_stack:
+            for key in CHART_VERSION_KEYS.values():
+                if not getattr(self, _field_name(key)):
+                    problems.append(
+                        f"{PROJECT}:{key}: must be set (a stack pins its chart versions, or follows a primary "
+                        "stack's with primaryStack)"
+                    )
+        if problems:
+            # Raised as a plain ValueError, pydantic would prefix it; ConfigError carries the lines as they are.
+            raise ConfigError(_INVALID + "\n  ".join(problems))
+        return self
+
+    def following(self, inherited: Mapping[str, str]) -> "StackConfig":
+        """This config with its empty chart versions taken from the primary stack's (by config key)."""
+        update = {
+            _field_name(key): inherited.get(key, "")
+            for key in CHART_VERSION_KEYS.values()
+            if not getattr(self, _field_name(key))
+        }
+        missing = [key for key, version in update.items() if not version]
+        if missing:
+            raise ConfigError(
+                _INVALID
+                + "\n  ".join(
+                    f"{PROJECT}:{to_camel(key)}: must be set (the primary stack does not say)" for key in missing
+                )
+            )
+        return self.model_copy(update=update)
+
+    def _chart(self, repo: str, version: str) -> Chart:
+        return Chart(repo, version, parse_chart_version(version))
+
+    @property
+    def connect_chart(self) -> Chart:
+        return self._chart(self.connect_chart_repo, self.connect_chart_version)
+
+    @property
+    def eso_chart(self) -> Chart:
+        return self._chart(self.eso_chart_repo, self.eso_chart_version)
+
+    @property
+    def argocd_chart(self) -> Chart:
+        return self._chart(self.argocd_chart_repo, self.argocd_chart_version)
+
+
+_INVALID = "Invalid stack config:\n  "
+
+# The chart of each component (as the `chartVersions` output names it) and the key that pins its version.
+CHART_VERSION_KEYS = {
+    "connect": "connectChartVersion",
+    "externalSecrets": "esoChartVersion",
+    "argocd": "argocdChartVersion",
+}
+
+FIELDS: dict[str, FieldInfo] = {to_camel(name): info for name, info in StackConfig.model_fields.items()}
+KEYS = tuple(FIELDS)
+
+
+def _field_name(key: str) -> str:
+    return next(name for name, info in StackConfig.model_fields.items() if info.alias == key)
+
+
+def pulumi_type(info: FieldInfo) -> str:
+    """The `type` of a key in Pulumi.yaml, which the CLI checks stack values against."""
+    annotation = info.annotation
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    origin = get_origin(annotation) or annotation
+    if origin is bool:
+        return "boolean"
+    if origin is int:
+        return "integer"
+    if origin is list:
+        return "array"
+    if origin is dict:
+        return "object"
+    return "string"  # str and Literal
+
+
+def declarations() -> dict[str, dict[str, Any]]:
+    """What Pulumi.yaml must declare for each key: type, description, and default where there is one."""
+    declared: dict[str, dict[str, Any]] = {}
+    for key, info in FIELDS.items():
+        spec: dict[str, Any] = {"type": pulumi_type(info), "description": info.description}
+        if spec["type"] == "array":
+            spec["items"] = {"type": "string"}
+        if not info.is_required():
+            spec["default"] = info.get_default(call_default_factory=True)
+        declared[key] = spec
+    return declared
+
+
+def _decoded(key: str, text: str) -> Any:
+    """A value as the CLI passes it (a string) back to what the stack file said: objects, lists,
+    numbers and booleans arrive as JSON. Text that is not JSON stays text, for the model to refuse."""
+    if key not in FIELDS or pulumi_type(FIELDS[key]) == "string":
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _problem(error: Any) -> str:
+    key, *inner = error["loc"] or ("config",)
+    where = "".join(f"[{part!r}]" for part in inner if part != "[key]")
+    if "[key]" in inner:
+        where = f": the name {where[1:-1]}"
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; the keys are listed in Pulumi.yaml"
+        return f"{PROJECT}:{key}: is not a key of {PROJECT}{hint}"
+    if error["type"] == "missing":
+        return f"{PROJECT}:{key}{where}: missing (set it in the stack file)"
+    if error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+    elif error["type"] == "literal_error":
+        message = f"{shown(error['input'])} is not one of {error['ctx']['expected']}"
+    else:
+        # pydantic's own wording ("Input should be a valid integer"), with the value it got.
+        message = f"{shown(error['input'])}: {error['msg'][0].lower()}{error['msg'][1:]}"
+    return f"{PROJECT}:{key}{where}: {message}"
+
+
+def load_config(raw: Mapping[str, str], stack: str) -> StackConfig:
+    """Validate this stack's `cluster-secrets:` values (keys without the prefix, values as the CLI
+    passes them) into a StackConfig, or raise one ConfigError listing every problem."""
+    try:
+        return StackConfig.model_validate(
+            {key: _decoded(key, text) for key, text in raw.items()}, context={"stack": stack}
         )
-    if read.problems:
-        raise ConfigError("Invalid stack config:\n  " + "\n  ".join(read.problems))
-    return settings
+    except ValidationError as error:
+        raise ConfigError(_INVALID + "\n  ".join(_problem(e) for e in error.errors())) from None
 
 
 def read_raw_config() -> dict[str, str]:
-    """This stack's config as the CLI hands it over (Pulumi.yaml defaults merged with the stack file)."""
-    config = pulumi.Config()
-    return {key: value for key in KEYS if (value := config.get(key)) is not None}
+    """Every `cluster-secrets:` value the CLI handed over (Pulumi.yaml defaults merged with the
+    stack file), unknown keys included so that a typo is reported, not ignored."""
+    handed_over = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    prefix = f"{PROJECT}:"
+    return {key.removeprefix(prefix): str(value) for key, value in handed_over.items() if key.startswith(prefix)}

@@ -6,7 +6,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ConnectSettings
+from components.config import StackConfig
 from components.kube import helm_release
 from components.versions import connect_credentials_value
 
@@ -38,7 +38,7 @@ def connect_values(credentials_secret: str, credentials_key: str) -> dict[str, A
 
 @dataclass(frozen=True)
 class OnePasswordConnectArgs:
-    settings: ConnectSettings
+    config: StackConfig
     credentials_json: pulumi.Input[str]  # secret
 
 
@@ -47,17 +47,18 @@ class OnePasswordConnect(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: OnePasswordConnectArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cluster-secrets:index:OnePasswordConnect", name, None, opts)
-        settings = args.settings
+        config = args.config
+        chart = config.connect_chart
         child = pulumi.ResourceOptions(parent=self)
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": config.connect_namespace}, opts=child)
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials",
-            metadata={"name": settings.credentials_secret, "namespace": namespace.metadata.name},
+            metadata={"name": config.connect_credentials_secret, "namespace": namespace.metadata.name},
             type="Opaque",
             string_data={
-                settings.credentials_key: pulumi.Output.secret(args.credentials_json).apply(
-                    lambda text: connect_credentials_value(settings.chart.parsed, text.encode("utf-8"))
+                config.connect_credentials_key: pulumi.Output.secret(args.credentials_json).apply(
+                    lambda text: connect_credentials_value(chart.parsed, text.encode("utf-8"))
                 )
             },
             opts=child,
@@ -66,11 +67,11 @@ class OnePasswordConnect(pulumi.ComponentResource):
             f"{name}-release",
             "connect",
             "connect",
-            settings.chart,
+            chart,
             namespace.metadata.name,
-            connect_values(settings.credentials_secret, settings.credentials_key),
+            connect_values(config.connect_credentials_secret, config.connect_credentials_key),
             pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
         )
         # Derived from the release, so whoever uses the host waits for Connect to be installed.
-        self.host = release.status.namespace.apply(lambda ns: connect_host(ns or settings.namespace))
+        self.host = release.status.namespace.apply(lambda ns: connect_host(ns or config.connect_namespace))
         self.register_outputs({"host": self.host})

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ExternalSecretsSettings
+from components.config import StackConfig
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
 from components.versions import eso_api_version
 
@@ -82,8 +82,7 @@ def cluster_secret_store(
 
 @dataclass(frozen=True)
 class ExternalSecretsArgs:
-    settings: ExternalSecretsSettings
-    vaults: Mapping[str, int]
+    config: StackConfig
     connect_host: pulumi.Input[str]
     connect_token: pulumi.Input[str]  # secret
 
@@ -96,45 +95,45 @@ class ExternalSecrets(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ExternalSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cluster-secrets:index:ExternalSecrets", name, None, opts)
-        settings = args.settings
+        config = args.config
         child = pulumi.ResourceOptions(parent=self)
-        self.api_version = eso_api_version(settings.chart.parsed)
-        self.access_label = {STORE_ACCESS_LABEL: settings.store_name}
-        if settings.store_open_to_all:
+        self.api_version = eso_api_version(config.eso_chart.parsed)
+        self.access_label = {STORE_ACCESS_LABEL: config.secret_store_name}
+        if config.store_open_to_all_namespaces:
             pulumi.log.warn(
-                f"ClusterSecretStore {settings.store_name} is open to every namespace "
+                f"ClusterSecretStore {config.secret_store_name} is open to every namespace "
                 "(storeOpenToAllNamespaces): any namespace can read the vaults it serves.",
                 resource=self,
             )
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": settings.namespace}, opts=child)
+        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": config.eso_namespace}, opts=child)
         token = k8s.core.v1.Secret(
             f"{name}-connect-token",
-            metadata={"name": settings.token_secret, "namespace": namespace.metadata.name},
+            metadata={"name": config.eso_token_secret, "namespace": namespace.metadata.name},
             type="Opaque",
-            string_data={settings.token_key: pulumi.Output.secret(args.connect_token)},
+            string_data={config.eso_token_key: pulumi.Output.secret(args.connect_token)},
             opts=child,
         )
         release = helm_release(
             f"{name}-release",
             "external-secrets",
             "external-secrets",
-            settings.chart,
+            config.eso_chart,
             namespace.metadata.name,
             eso_values(),
             child,
         )
         manifest = cluster_secret_store(
-            settings.store_name,
+            config.secret_store_name,
             self.api_version,
             host=args.connect_host,
-            vaults=args.vaults,
+            vaults=config.store_vaults,
             token_secret=token.metadata.name,
-            token_key=settings.token_key,
+            token_key=config.eso_token_key,
             token_namespace=token.metadata.namespace,
             conditions=None
-            if settings.store_open_to_all
-            else namespace_conditions(settings.store_name, settings.store_namespaces),
+            if config.store_open_to_all_namespaces
+            else namespace_conditions(config.secret_store_name, config.store_namespaces),
         )
         # FACTS.md (pulumi-kubernetes): a custom resource must wait for the release that installs its CRD.
         # The Connect release and the token Secret are edges through connect_host and the token's metadata.
@@ -142,5 +141,5 @@ class ExternalSecrets(pulumi.ComponentResource):
             f"{name}-store", manifest, pulumi.ResourceOptions(parent=self, depends_on=[release])
         )
         # Awaited until Ready (WAIT_READY), so its users wait for a working store.
-        self.store_name = once_created(store, settings.store_name)
+        self.store_name = once_created(store, config.secret_store_name)
         self.register_outputs({"store_name": self.store_name})

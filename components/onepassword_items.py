@@ -76,8 +76,14 @@ def read_connect_credentials(vault: str, vault_id: str, title: str) -> pulumi.Ou
 
 
 def read_connect_token(vault: str, vault_id: str, title: str) -> pulumi.Output[str]:
-    """The Connect token (the item's password), as a secret."""
+    """The Connect token, as a secret: the item's `credential` when it is an API Credential item,
+    else its password (FACTS.md, 1Password provider: a token can be saved either way)."""
     item = read_item(vault, vault_id, title)
-    if not (item.password or "").strip():
-        raise ConfigError(f"1Password item {title!r} in vault {vault!r}: the password (the Connect token) is empty")
-    return pulumi.Output.secret(item.password)
+    token, field = (item.credential, "credential") if (item.credential or "").strip() else (item.password, "password")
+    if not (token or "").strip():
+        raise ConfigError(
+            f"1Password item {title!r} in vault {vault!r}: no Connect token (expected it in the item's password, "
+            "or the credential of an API Credential item)"
+        )
+    pulumi.log.info(f"Connect token: the {field} of 1Password item {title!r} in vault {vault!r}")
+    return pulumi.Output.secret(token)

@@ -7,16 +7,9 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import outputs
 from components.argocd import AdminItems
-from components.config import PROJECT, Settings
+from components.config import CHART_VERSION_KEYS, PROJECT, StackConfig
 from components.errors import ConfigError
 from components.handoff import PreviousHandoff
-
-# Chart versions a secondary stack takes from its primary's `chartVersions`, by config key.
-FOLLOWED_CHART_KEYS = {
-    "connect": "connectChartVersion",
-    "externalSecrets": "esoChartVersion",
-    "argocd": "argocdChartVersion",
-}
 
 
 def self_reference_name() -> str:
@@ -48,11 +41,7 @@ class PrimaryStack:
     """
 
     def __init__(self, name: str):
-        if len(name.split("/")) != 3 or not all(name.split("/")):
-            raise ConfigError(
-                f"{PROJECT}:primaryStack: {name!r} is not a stack name (expected <org>/{PROJECT}/<stack>; "
-                "on file or S3 backends the org is `organization`)"
-            )
+        # The name's shape was checked with the rest of the config (components/config.py).
         self.name = name
         self.reference = pulumi.StackReference(name)
 
@@ -76,9 +65,9 @@ class PrimaryStack:
     def chart_versions(self) -> dict[str, str]:
         """Chart versions the primary runs, by the config key that would pin them here."""
         versions = self._require_plain(outputs.CHART_VERSIONS)
-        return {key: versions[chart] for chart, key in FOLLOWED_CHART_KEYS.items() if chart in versions}
+        return {key: versions[chart] for chart, key in CHART_VERSION_KEYS.items() if chart in versions}
 
-    def shared_admin_items(self, settings: Settings) -> AdminItems | None:
+    def shared_admin_items(self, config: StackConfig) -> AdminItems | None:
         """The primary's Argo CD admin items where this stack shares them (`shareArgocdAdmin`), else
         None: this stack owns its own, which must not be the primary's. Every 1Password item has
         exactly one owner."""
@@ -87,16 +76,16 @@ class PrimaryStack:
             self._require_plain(outputs.ARGOCD_SECRET_ITEM_TITLE),
             self._require_plain(outputs.ARGOCD_ADMIN_ITEM_TITLE),
         }
-        if not settings.argocd.share_admin:
-            ours = {"argocdSecretItem": settings.argocd.secret_item, "argocdAdminItem": settings.argocd.admin_item}
+        if not config.share_argocd_admin:
+            ours = {"argocdSecretItem": config.argocd_secret_item, "argocdAdminItem": config.argocd_admin_item}
             for key, title in ours.items():
-                if settings.onepassword.working_vault == vault and title in titles:
+                if config.working_vault == vault and title in titles:
                     raise ConfigError(
                         f"{PROJECT}:{key}: {title!r} in vault {vault!r} is the primary stack's item; "
                         "give this stack its own title, or set shareArgocdAdmin: true to use the primary's"
                     )
             return None
-        if vault not in settings.onepassword.store_vaults:
+        if vault not in config.store_vaults:
             raise ConfigError(
                 f"{PROJECT}:storeVaults: must include {vault!r}, the vault of the primary's argocd-secret item"
             )

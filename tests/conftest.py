@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cluster_secrets import offline
+from cluster_secrets import offline, stack_files
 from cluster_secrets.offline import Evaluation, RecordingMonitor, Registration, attached_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ CANARIES = (
 
 
 def stack_config(stack: str = "homelab", overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
-    return offline.stack_config(ROOT, stack, overrides)
+    return stack_files.stack_config(ROOT, stack, overrides)
 
 
 def default_vaults() -> dict[str, dict[str, dict[str, Any]]]:

@@ -47,7 +47,15 @@ class FakeCli:
         os.environ.clear()
         os.environ.update({**saved, **environ})
         try:
-            return deploy.run(command, self.project, stack, say=self.lines.append, environ=dict(os.environ))
+            # Errors go to `complain` (stderr in the tool); kept in the same list here, in order.
+            return deploy.run(
+                command,
+                self.project,
+                stack,
+                say=self.lines.append,
+                environ=dict(os.environ),
+                complain=self.lines.append,
+            )
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from cluster_secrets import offline
 from cluster_secrets.offline import attached_file
 from components.errors import ConfigError
 from components.onepassword_items import CREDENTIALS_FIELDS, check_credentials
@@ -59,7 +60,21 @@ def test_the_named_file_wins_over_other_attachments():
 
 
 def test_an_empty_token_fails_the_run():
-    expect_failure("the password \\(the Connect token\\) is empty", **{"onepassword-connect-token": {"password": " "}})
+    expect_failure(
+        "no Connect token \\(expected it in the item.s password, or the credential of an API Credential item\\)",
+        **{"onepassword-connect-token": {"password": " "}},
+    )
+
+
+def test_a_token_saved_as_an_api_credential_is_read_from_its_credential_and_the_log_says_so():
+    run = run_with_init_items(**{"onepassword-connect-token": {"credential": CANARY_TOKEN, "password": ""}})
+    token = run.one("kubernetes:core/v1:Secret", "external-secrets-connect-token")
+    assert token.plain["stringData"] == {"token": CANARY_TOKEN}
+    assert CANARY_TOKEN not in [text for _, text in offline.plaintext_strings(token.inputs)]  # a secret
+    assert (
+        "info",
+        "Connect token: the credential of 1Password item 'onepassword-connect-token' in vault 'InitHomeLab'",
+    ) in (run.monitor.log.messages)
 
 
 @pytest.mark.parametrize("item", ["1password-credentials", "onepassword-connect-token"])

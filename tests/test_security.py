@@ -125,5 +125,5 @@ def test_a_token_that_is_only_whitespace_is_malformed():
     vaults = default_vaults()
     vaults["InitHomeLab"]["onepassword-connect-token"] = {"password": "\n\t "}
     message, registered = run_failing(vaults)
-    assert "'onepassword-connect-token' in vault 'InitHomeLab': the password (the Connect token) is empty" in message
+    assert "'onepassword-connect-token' in vault 'InitHomeLab': no Connect token" in message
     assert registered == []
