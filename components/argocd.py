@@ -104,6 +104,7 @@ class AdminItems:
     secret_item_title: pulumi.Output[str]
     admin_item_title: pulumi.Output[str]
     admin_password: pulumi.Output[str]  # secret
+    password_mtime: pulumi.Output[str | None]  # admin.passwordMtime, RFC3339
     revision: pulumi.Input[str]  # secret_revision() of the stack that owns the items
 
 
@@ -251,5 +252,6 @@ class ArgoCD(pulumi.ComponentResource):
             secret_item_title=once_created(secret_item, config.argocd_secret_item),
             admin_item_title=once_created(admin_item, config.argocd_admin_item),
             admin_password=clear_password,
+            password_mtime=mtime.rfc3339,
             revision=secret_revision(config.argocd_admin_password_rotation, config.argocd_server_secret_key_rotation),
         )

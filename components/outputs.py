@@ -8,6 +8,8 @@ ARGOCD_NAMESPACE = "argocdNamespace"
 ARGOCD_CREATE_SECRET = "argocdCreateSecret"
 ARGOCD_SECRET_SYNCED = "argocdSecretSynced"
 ARGOCD_ADMIN_PASSWORD = "argocdAdminPassword"  # secret
+# argocd-secret's admin.passwordMtime (RFC3339, not secret): `status` compares the cluster's with it.
+ARGOCD_ADMIN_PASSWORD_MTIME = "argocdAdminPasswordMtime"
 # Where the item behind argocd-secret lives in 1Password (vault name and item title).
 ARGOCD_SECRET_ITEM_VAULT = "argocdSecretItemVault"
 ARGOCD_SECRET_ITEM_TITLE = "argocdSecretItemTitle"

@@ -97,6 +97,8 @@ class PrimaryStack:
             admin_item_title=self.reference.require_output(outputs.ARGOCD_ADMIN_ITEM_TITLE),
             # require_output keeps an output the primary exported as secret a secret.
             admin_password=self.reference.require_output(outputs.ARGOCD_ADMIN_PASSWORD),
+            # Absent from a primary deployed before this output existed: then unknown, not an error.
+            password_mtime=self.reference.get_output(outputs.ARGOCD_ADMIN_PASSWORD_MTIME),
             # The primary's rotations re-sync this cluster's ExternalSecret at its next deployment.
             revision=self.reference.require_output(outputs.ARGOCD_SECRET_REVISION),
         )

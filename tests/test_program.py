@@ -286,6 +286,7 @@ def test_outputs(homelab):
         outputs.ARGOCD_SECRET_ITEM_TITLE: "argocd-secret",
         outputs.ARGOCD_ADMIN_ITEM_TITLE: "argo-admin",
         outputs.ARGOCD_SECRET_REVISION: "password-0.secretkey-0",
+        outputs.ARGOCD_ADMIN_PASSWORD_MTIME: FAKE_TIMESTAMP,
         outputs.CHART_VERSIONS: {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "10.1.1"},
     }
     assert homelab.secret_outputs == {outputs.ARGOCD_ADMIN_PASSWORD}
