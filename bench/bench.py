@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from cluster_secrets import offline
-from cluster_secrets.plan import evaluate_stack
+from cluster_secrets.desired import evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SDKS = "import pulumi, pulumi_kubernetes, pulumi_onepassword, pulumi_random, pulumiverse_time, bcrypt"

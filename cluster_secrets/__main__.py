@@ -1,61 +1,134 @@
-"""python -m cluster_secrets {up,preview,destroy,plan,diff} ...
+"""./cluster-secrets: deploy, check and plan cluster-secrets stacks.
 
-Exit codes: 0 done, 1 a Pulumi operation failed, 2 bad arguments or environment,
-3 the Argo CD hand-off did not converge, 127 no Pulumi CLI.
+`plan` goes one way: desired.py evaluates the stack, render.py renders its charts (--render),
+plan.py formats and diffs; `--diff REF` plans the base with its own code (review.py).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from cluster_secrets import converge, deploy, plan
+from cluster_secrets import converge, deploy, desired, plan, render, review, status
+from cluster_secrets.errors import UsageError
+from components.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+EXIT_CODES = """exit codes:
+  0    done (status: every link OK)
+  1    a Pulumi operation failed (status: a link of the chain is broken)
+  2    bad arguments, stack file, config or environment
+  3    the Argo CD hand-off did not converge
+  127  no Pulumi CLI"""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m cluster_secrets", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="./cluster-secrets",
+        description="Bootstraps a cluster's secret management from 1Password: Connect, External Secrets, Argo CD.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
         ("up", "deploy a stack, repeating `pulumi up` until the Argo CD hand-off is complete"),
         ("preview", "pulumi preview of a stack against its cluster"),
-        ("destroy", "pulumi destroy of a stack"),
+        ("destroy", "pulumi destroy of a stack (asks first)"),
+        ("status", "check the chain in the live cluster, link by link"),
     ):
-        commands.add_parser(name, help=text).add_argument("stack", help="stack name, e.g. homelab")
-    planning = commands.add_parser("plan", help="the desired state of a stack, offline (no cluster, 1Password or CLI)")
-    planning.add_argument("stack")
+        command = commands.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.add_argument("stack", help="stack name, e.g. homelab")
+        if name == "destroy":
+            command.add_argument("--yes", action="store_true", help="destroy without asking")
+    planning = commands.add_parser(
+        "plan", help="the desired state of a stack, offline (no cluster, 1Password or CLI)", epilog=EXIT_CODES
+    )
+    planning.formatter_class = argparse.RawDescriptionHelpFormatter
+    planning.add_argument("stack", help="stack name, e.g. homelab")
     planning.add_argument("--new-stack", action="store_true", help="plan a first deployment, not a converged stack")
     planning.add_argument("--diff", metavar="REF", help="show how the desired state changed since git REF")
-    planning.add_argument("--output", type=Path, help="write the plan to this file instead of stdout")
+    planning.add_argument("--render", action="store_true", help="also show what each Helm chart renders (needs helm)")
+    planning.add_argument("--charts", type=Path, metavar="DIR", help="chart packages with an index.yaml, for --render")
+    planning.add_argument("--output", type=Path, metavar="FILE", help="write the plan to FILE instead of stdout")
     planning.add_argument("--program-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
-    comparing = commands.add_parser("diff", help="compare two plan files")
-    comparing.add_argument("base", type=Path)
-    comparing.add_argument("head", type=Path)
+    comparing = commands.add_parser("diff", help="compare two plan files", epilog=EXIT_CODES)
+    comparing.formatter_class = argparse.RawDescriptionHelpFormatter
+    comparing.add_argument("base", type=Path, help="the older plan (plan --output)")
+    comparing.add_argument("head", type=Path, help="the newer plan")
     return parser.parse_args(argv)
+
+
+def complain(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    if args.charts and not args.render:
+        raise UsageError("--charts DIR is for --render")
+    if args.charts and not (args.charts / "index.yaml").exists():
+        raise UsageError(f"--charts {args.charts}: no index.yaml there (expected a folder of chart packages)")
+    stack = desired.of_stack(args.program_dir, args.stack, args.new_stack)
+    state = render.with_manifests(stack.state, args.charts) if args.render else stack.state
+    for warning in stack.warnings:
+        complain(f"warning: {warning}")
+    if stack.stand_ins:
+        complain(f"plan: placeholders stand in for the 1Password reads of {', '.join(stack.stand_ins)}")
+    text = plan.format_plan(state)
+    if args.diff:
+        options = [
+            option for flag, option in (("new_stack", "--new-stack"), ("render", "--render")) if getattr(args, flag)
+        ]
+        if args.charts:
+            options += ["--charts", str(args.charts.resolve())]
+        text = review.diff_against(args.program_dir, args.diff, args.stack, text, options)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return converge.EXIT_OK
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    texts = []
+    for path in (args.base, args.head):
+        try:
+            texts.append(path.read_text())
+        except OSError as error:
+            raise UsageError(f"{path}: cannot be read ({error.strerror})") from None
+    changes = plan.diff(texts[0], texts[1], str(args.base), str(args.head))
+    sys.stdout.write(changes or "No change to the desired state.\n")
+    return converge.EXIT_OK
+
+
+def confirmed_destroy(stack: str) -> bool:
+    """`destroy` deletes every object the stack made in its cluster: ask, unless --yes."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"destroy {stack}: nothing to ask on (no terminal); add --yes to destroy without asking")
+    answer = input(f"Destroy everything stack {stack} made in its cluster? Type the stack name to confirm: ")
+    return answer.strip() == stack
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if args.command == "plan":
-        try:
-            if args.diff:
-                text = plan.diff_against(args.program_dir, args.diff, args.stack, args.new_stack)
-            else:
-                text = plan.plan(args.program_dir, args.stack, args.new_stack)
-        except plan.PlanError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return converge.EXIT_FAILED
-        if args.output:
-            args.output.write_text(text)
-        else:
-            sys.stdout.write(text)
-        return converge.EXIT_OK
-    if args.command == "diff":
-        stack = args.head.stem
-        changes = plan.diff(args.base.read_text(), args.head.read_text(), stack)
-        sys.stdout.write(changes or "No change to the desired state.\n")
-        return converge.EXIT_OK
-    return deploy.run(args.command, PROJECT_DIR, args.stack, say=lambda line: print(line, flush=True))
+    try:
+        if args.command == "plan":
+            return plan_command(args)
+        if args.command == "diff":
+            return diff_command(args)
+        if args.command == "status":
+            return status.run(PROJECT_DIR, args.stack, os.environ, say=say, complain=complain)
+        if args.command == "destroy" and not args.yes and not confirmed_destroy(args.stack):
+            complain("Not destroyed.")
+            return converge.EXIT_USAGE
+        return deploy.run(args.command, PROJECT_DIR, args.stack, say=say, complain=complain)
+    except (UsageError, ConfigError) as error:
+        complain(f"error: {error}")
+        return converge.EXIT_USAGE
 
 
 if __name__ == "__main__":

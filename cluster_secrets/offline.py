@@ -37,6 +37,7 @@ ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
 FAKE_PASSWORD_PREFIX = "OfflineRandomPassword"
 FAKE_BYTES_HEX = "c0ffee"  # RandomBytes: this pattern repeated
 FAKE_TIMESTAMP = "2000-01-01T00:00:00Z"
+UUID_PREFIX = "uuid-"  # a fake vault's or item's UUID is this prefix and its name
 
 # The engine's marker for a secret value in a serialized property.
 SECRET_SIG = rpc._special_sig_key
@@ -141,9 +142,9 @@ class OfflineCloud(pulumi.runtime.Mocks):
             name = args.args["name"]
             if self.vaults is not None and name not in self.vaults:
                 raise ProviderError(f"vault {name!r} not found")
-            return {"name": name, "uuid": f"uuid-{name}", "description": ""}
+            return {"name": name, "uuid": f"{UUID_PREFIX}{name}", "description": ""}
         if args.token == "onepassword:index/getItem:getItem":
-            vault = args.args["vault"].removeprefix("uuid-")
+            vault = args.args["vault"].removeprefix(UUID_PREFIX)
             title = args.args["title"]
             if self.vaults is None:
                 item: Mapping[str, Any] | None = placeholder_item(vault, title)
@@ -153,7 +154,7 @@ class OfflineCloud(pulumi.runtime.Mocks):
                 raise ProviderError(f"error looking up item: no item found with title {title!r}")
             if "providerError" in item:  # a read that fails: rate limit, network, permissions
                 raise ProviderError(item["providerError"])
-            return {"title": title, "uuid": f"uuid-{title}", "vault": args.args["vault"], **item}
+            return {"title": title, "uuid": f"{UUID_PREFIX}{title}", "vault": args.args["vault"], **item}
         raise NotImplementedError(f"no offline answer for invoke {args.token}")
 
 

@@ -7,6 +7,7 @@ fake providers of cluster_secrets/offline.py, and returns what the engine would 
 import base64
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,20 @@ def run_stack(
     """Evaluate the program once, as `pulumi up` would, against the fakes (or `monitor`'s)."""
     evaluation = offline.evaluate(ROOT, stack, monitor or fakes(vaults, previous_outputs), config)
     return Run(evaluation.monitor, evaluation.outputs, evaluation.secret_outputs)
+
+
+@pytest.fixture(autouse=True)
+def own_components():
+    """Tests that plan a copy of the program (--program-dir) import that copy's `components`
+    (offline._import_components_from); put this checkout's back after each test, so the classes
+    the tests imported (ConfigError, ...) stay the ones the program raises."""
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "components"}
+    saved_path = list(sys.path)
+    yield
+    for name in [name for name in sys.modules if name.split(".")[0] == "components"]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+    sys.path[:] = saved_path
 
 
 @pytest.fixture

@@ -149,6 +149,7 @@ def test_without_the_cli_it_says_how_to_install_it(cli, tmp_path):
     empty.mkdir()
     assert cli.run(**cli.environ(PATH=str(empty))) == converge.EXIT_NO_CLI
     assert "Install it" in cli.text and "get.pulumi.com" in cli.text
+    assert "`./cluster-secrets plan STACK` shows the desired state offline" in cli.text
     assert cli.calls == []
 
 

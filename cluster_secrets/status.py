@@ -1,0 +1,345 @@
+"""`status STACK`: the chain from 1Password Connect to Argo CD, link by link, in the live cluster.
+
+Pure checks over the stack's plain outputs and a small `Cluster` reader (tests use an in-memory fake),
+a thin adapter over the official kubernetes client, and `run`. Secret values are compared, never
+printed: only key names and `admin.passwordMtime` (a timestamp) appear in the output.
+"""
+
+import base64
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubernetes import client as kube
+from kubernetes import config as kube_config
+from pulumi import automation as auto
+
+from cluster_secrets import converge, deploy
+from cluster_secrets.errors import UsageError
+from cluster_secrets.stack_files import project_values, stack_config
+from components import outputs
+from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS
+from components.argocd import ARGOCD_SECRET
+from components.config import load_config
+from components.errors import ConfigError
+from components.kube import KEEP
+from components.versions import eso_api_version, parse_chart_version
+
+Obj = dict[str, Any]
+ESO_GROUP = "external-secrets.io"
+# FACTS: Connect's chart names its Deployment `connect.applicationName` (default onepassword-connect,
+# 1.17.0 and 2.4.1); argo-cd 10.1.1 names the server `<fullname>-server`, and with the chart's
+# nameOverride `argocd` and our release `argocd` the full name is `argocd`.
+CONNECT_DEPLOYMENT = "onepassword-connect"
+ARGOCD_SERVER_DEPLOYMENT = "argocd-server"
+REFRESH_ANNOTATION = "cluster-secrets.io/refreshed-at"
+TIMEOUT = 10  # seconds, for each read
+
+
+class Cluster(Protocol):
+    """Reads objects as the API serves them (camelCase JSON as dicts); None when there is none."""
+
+    def deployment(self, namespace: str, name: str) -> Obj | None: ...
+    def custom_object(
+        self, group: str, version: str, plural: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+    def secret(self, namespace: str, name: str) -> Obj | None: ...
+
+
+class ClusterError(Exception):
+    """The cluster could not be read (unreachable, forbidden, bad kubeconfig): exit code 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    stack: str
+    connect_namespace: str
+    create_secret_mode: str  # argocdCreateSecret in the stack's config
+
+
+@dataclass(frozen=True)
+class Line:
+    link: str
+    ok: bool
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.link:<16} {'OK' if self.ok else 'BROKEN':<6} {self.text}"
+
+
+def _ready_line(link: str, where: str, obj: Obj | None, check: str, up: str, synced_at: bool = False) -> Line:
+    """An ESO object's Ready condition, with "reason: message" when it is not (and when it last synced)."""
+    if obj is None:
+        return Line(link, False, f"{where} not found. Fix: {up}")
+    status = obj.get("status") or {}
+    synced = f", last synced {status.get('refreshTime') or 'never'}" if synced_at else ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            return Line(link, True, f"{where} Ready{synced}")
+        if condition.get("type") == "Ready":
+            why = ": ".join(str(condition[k]) for k in ("reason", "message") if condition.get(k)) or "no reason given"
+            return Line(link, False, f"{where} not Ready ({why}){synced}. Fix: {check}")
+    return Line(link, False, f"{where} not Ready (no Ready condition yet){synced}. Fix: {check}")
+
+
+def check_deployment(cluster: Cluster, link: str, namespace: str, name: str, stack: str) -> Line:
+    where = f"Deployment {namespace}/{name}"
+    found = cluster.deployment(namespace, name)
+    if found is None:
+        return Line(link, False, f"{where} not found. Fix: ./cluster-secrets up {stack}")
+    wanted = (found.get("spec") or {}).get("replicas", 1)
+    ready = (found.get("status") or {}).get("readyReplicas") or 0
+    if wanted == 0:
+        return Line(
+            link, False, f"{where} is scaled to 0. Fix: kubectl -n {namespace} scale deployment {name} --replicas=1"
+        )
+    if ready < wanted:
+        return Line(
+            link,
+            False,
+            f"{where} has {ready}/{wanted} replicas ready. Fix: kubectl -n {namespace} describe deployment {name}; "
+            f"kubectl -n {namespace} logs deployment/{name}",
+        )
+    return Line(link, True, f"{where}, {ready}/{wanted} ready")
+
+
+def _eso_version(stack_outputs: Mapping[str, Any]) -> str | None:
+    """The external-secrets.io API version (v1beta1 or v1) for the ESO chart the stack deployed."""
+    try:
+        chart = parse_chart_version(str((stack_outputs.get(outputs.CHART_VERSIONS) or {})["externalSecrets"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return eso_api_version(chart).split("/")[1]
+
+
+def _secret_lines(
+    secret: Obj | None, external_secret: Obj | None, ns: str, mtime_in_state: Any, sync: str
+) -> list[Line]:
+    """Lines 4 and 5: argocd-secret itself, and its admin.passwordMtime against the state's."""
+    where = f"Secret {ns}/{ARGOCD_SECRET}"
+    if secret is None:
+        return [
+            Line("argocd-secret", False, f"{where} not found. ESO creates it from the ExternalSecret. Fix: {sync}"),
+            Line("password mtime", False, f"no {where} to compare. Fix: see argocd-secret above"),
+        ]
+    meta = secret.get("metadata") or {}
+    problems: list[str] = []
+    fixes: list[str] = []
+    controllers = [ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")]
+    owned = any(
+        ref.get("kind") == "ExternalSecret"
+        and ref.get("name") == ARGOCD_SECRET
+        and (external_secret is None or ref.get("uid") == (external_secret.get("metadata") or {}).get("uid"))
+        for ref in controllers
+    )
+    if not owned:
+        by = ", ".join(f"{ref.get('kind')} {ref.get('name')}" for ref in controllers) or "nothing"
+        problems.append(f"not controlled by ExternalSecret {ARGOCD_SECRET} (controller: {by})")
+        fixes.append(f"ESO adopts it on its next sync ({sync})")
+    keep_key, keep_value = next(iter(KEEP.items()))
+    if (meta.get("annotations") or {}).get(keep_key) != keep_value:
+        problems.append(f"no {keep_key}: {keep_value} annotation (Helm would delete it when createSecret turns false)")
+        fixes.append(f"kubectl -n {ns} annotate secret {ARGOCD_SECRET} {keep_key}={keep_value}")
+    data: Mapping[str, str] = secret.get("data") or {}
+    missing = [key for key in ARGOCD_SECRET_KEYS if key not in data]
+    extra = sorted(key for key in data if key not in ARGOCD_SECRET_KEYS)
+    if missing or extra:
+        problems.append(f"keys missing: {', '.join(missing) or 'none'}; unexpected keys: {', '.join(extra) or 'none'}")
+        fixes.append(f"check the 1Password item's fields, then {sync}")
+    if problems:
+        secret_line = Line("argocd-secret", False, f"{where}: {'; '.join(problems)}. Fix: {'; '.join(fixes)}")
+    else:
+        secret_line = Line(
+            "argocd-secret",
+            True,
+            f"{where}, controlled by the ExternalSecret, kept, keys {', '.join(ARGOCD_SECRET_KEYS)}",
+        )
+
+    # admin.passwordMtime is a timestamp, not a secret: it may be printed.
+    raw = data.get(ADMIN_PASSWORD_MTIME)
+    live = base64.b64decode(raw).decode("utf-8", "replace") if raw else None
+    if mtime_in_state is None:
+        mtime_line = Line(
+            "password mtime", False, f"unknown, run up (the stack has no {outputs.ARGOCD_ADMIN_PASSWORD_MTIME} output)"
+        )
+    elif live is None:
+        mtime_line = Line("password mtime", False, f"{where} has no {ADMIN_PASSWORD_MTIME}. Fix: {sync}")
+    elif live != mtime_in_state:
+        mtime_line = Line(
+            "password mtime",
+            False,
+            f"{ADMIN_PASSWORD_MTIME} is {live} in the cluster but {mtime_in_state} in state: the Secret is stale "
+            f"(a rotation not synced yet). Fix: {sync}",
+        )
+    else:
+        mtime_line = Line("password mtime", True, f"{ADMIN_PASSWORD_MTIME} {live}, as in state")
+    return [secret_line, mtime_line]
+
+
+def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster) -> list[Line]:
+    """One line per link of the chain, in order, from the stack's plain (non-secret) outputs."""
+    stack = target.stack
+    up = f"./cluster-secrets up {stack}"
+    lines = [check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, stack)]
+
+    store_name = stack_outputs.get(outputs.SECRET_STORE_NAME)
+    ns = str(stack_outputs.get(outputs.ARGOCD_NAMESPACE) or "argocd")
+    version = _eso_version(stack_outputs)
+    external_secret: Obj | None = None
+    # Any change to the ExternalSecret's annotations makes ESO sync at once (FACTS.md, ESO); not
+    # `force-sync`, which the program manages (components/argocd.py) and an `up` would set back.
+    sync = (
+        f"make ESO sync now: kubectl -n {ns} annotate externalsecret {ARGOCD_SECRET} "
+        f"{REFRESH_ANNOTATION}=$(date +%s) --overwrite; kubectl -n {ns} describe externalsecret {ARGOCD_SECRET}"
+    )
+    if version is None or not store_name:
+        unknown = f"the stack has no {outputs.SECRET_STORE_NAME} or {outputs.CHART_VERSIONS} output. Fix: {up}"
+        lines += [Line("secret store", False, unknown), Line("external secret", False, unknown)]
+    else:
+        api = f"{ESO_GROUP}/{version}"
+        store = cluster.custom_object(ESO_GROUP, version, "clustersecretstores", str(store_name))
+        check = f"check Connect (above) and the token Secret; kubectl describe clustersecretstore {store_name}"
+        lines.append(_ready_line("secret store", f"ClusterSecretStore {store_name} ({api})", store, check, up))
+        external_secret = cluster.custom_object(ESO_GROUP, version, "externalsecrets", ARGOCD_SECRET, ns)
+        where = f"ExternalSecret {ns}/{ARGOCD_SECRET} ({api})"
+        check = f"check the store (above) and the 1Password item; {sync}"
+        lines.append(_ready_line("external secret", where, external_secret, check, up, synced_at=True))
+
+    secret = cluster.secret(ns, ARGOCD_SECRET)
+    mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
+    lines += _secret_lines(secret, external_secret, ns, mtime, sync)
+
+    phase = converge.phase_of(stack_outputs)
+    done = phase == converge.target_phase(target.create_secret_mode)
+    lines.append(Line("hand-off", done, phase.value if done else f"{phase.value}. Fix: {up}"))
+    lines.append(check_deployment(cluster, "argocd server", ns, ARGOCD_SERVER_DEPLOYMENT, stack))
+    return lines
+
+
+class KubeCluster:
+    """`Cluster` over the official kubernetes client, on one kubeconfig file and context."""
+
+    def __init__(self, kubeconfig: str, context: str):
+        try:
+            api_client = kube_config.new_client_from_config(
+                config_file=kubeconfig, context=context, persist_config=False
+            )
+        except kube_config.ConfigException as error:
+            raise ClusterError(f"cannot use context {context!r} of kubeconfig {kubeconfig}: {error}") from None
+        self.client = api_client
+        self.apps = kube.AppsV1Api(api_client)
+        self.core = kube.CoreV1Api(api_client)
+        self.custom = kube.CustomObjectsApi(api_client)
+
+    def _read(self, what: str, call: Callable[[], Any]) -> Obj | None:
+        try:
+            found = call()
+        except kube.ApiException as error:
+            if error.status == 404:
+                return None
+            raise ClusterError(f"reading {what}: {error.status} {error.reason}") from None
+        except Exception as error:  # urllib3's connection errors, timeouts
+            raise ClusterError(f"reading {what}: {type(error).__name__}: {error}") from None
+        return found if isinstance(found, dict) else self.client.sanitize_for_serialization(found)
+
+    def deployment(self, namespace: str, name: str) -> Obj | None:
+        return self._read(
+            f"Deployment {namespace}/{name}",
+            lambda: self.apps.read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT),
+        )
+
+    def custom_object(
+        self, group: str, version: str, plural: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        what = f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
+        if namespace is None:
+            return self._read(
+                what,
+                lambda: self.custom.get_cluster_custom_object(group, version, plural, name, _request_timeout=TIMEOUT),
+            )
+        return self._read(
+            what,
+            lambda: self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=TIMEOUT
+            ),
+        )
+
+    def secret(self, namespace: str, name: str) -> Obj | None:
+        return self._read(
+            f"Secret {namespace}/{name}",
+            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
+        )
+
+
+def kubeconfig_file(configured: str, environ: Mapping[str, str]) -> str:
+    """The stack's kubeconfigPath; empty: $KUBECONFIG (a path list is merged), then ~/.kube/config."""
+    chosen = configured or environ.get("KUBECONFIG") or "~/.kube/config"
+    paths = [os.path.expanduser(path) for path in chosen.split(os.pathsep) if path]
+    if not any(Path(path).is_file() for path in paths):
+        raise UsageError(f"no kubeconfig file at {chosen} (kubeconfigPath in the stack file, else $KUBECONFIG).")
+    return os.pathsep.join(paths)
+
+
+def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:
+    """The stack's non-secret outputs, opened as deploy.open_stack does, but never creating the stack."""
+    backend = deploy.choose_backend(project_dir, environ)
+    deploy.check_environment(project_dir, stack_name, backend, environ)
+    if shutil.which("pulumi", path=environ.get("PATH")) is None:
+        raise deploy.CliMissing(deploy.INSTALL_HINT)
+    if backend.embedded and not (project_dir / deploy.LOCAL_STATE_DIR).is_dir():
+        raise UsageError(f"no state in {backend.url}: run ./cluster-secrets up {stack_name} first.")
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(project_dir),
+        env_vars={"PULUMI_BACKEND_URL": backend.url},
+        secrets_provider="passphrase" if deploy.uses_passphrase(backend) else None,
+    )
+    try:
+        stack = auto.select_stack(stack_name, work_dir=str(project_dir), opts=options)
+    except auto.StackNotFoundError:
+        raise UsageError(
+            f"stack {stack_name} does not exist in {backend.url}: run ./cluster-secrets up {stack_name}."
+        ) from None
+    # Secret outputs (the admin password) are dropped at once: status never needs them.
+    return {name: value.value for name, value in stack.outputs().items() if not value.secret}
+
+
+def run(
+    project_dir: Path,
+    stack: str,
+    environ: Mapping[str, str],
+    say: deploy.Print,
+    complain: deploy.Print | None = None,
+    connect: Callable[[str, str], Cluster] = KubeCluster,
+    outputs_of: Callable[[Path, str, Mapping[str, str], deploy.Print], dict[str, Any]] = read_outputs,
+) -> int:
+    """Print the chain (errors go to `complain`, stderr by default, as in deploy.run).
+
+    Exit code 0 all OK, 1 a link is broken, 2 usage or environment, 127 no Pulumi CLI."""
+    complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        config = load_config(project_values(stack_config(project_dir, stack)), stack)
+        stack_outputs = outputs_of(project_dir, stack, environ, say)
+        cluster = connect(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
+        say(f"Stack {stack}, kube context {config.kube_context}:")
+        lines = check_chain(
+            stack_outputs, Target(stack, config.connect_namespace, config.argocd_create_secret), cluster
+        )
+    except (UsageError, ConfigError) as error:
+        complain(f"error: {error}")
+        return converge.EXIT_USAGE
+    except deploy.CliMissing as error:
+        complain(f"error: {error}")
+        return converge.EXIT_NO_CLI
+    except auto.CommandError as error:
+        complain(f"error: cannot read the outputs of stack {stack}:\n{error}")
+        return converge.EXIT_USAGE
+    except ClusterError as error:
+        complain(f"error: {error}")
+        return converge.EXIT_USAGE
+    for line in lines:
+        say(str(line))
+    return converge.EXIT_OK if all(line.ok for line in lines) else converge.EXIT_FAILED
