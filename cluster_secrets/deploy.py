@@ -100,7 +100,10 @@ def check_environment(project_dir: Path, stack: str, backend: Backend, environ: 
         )
 
 
-def open_stack(project_dir: Path, stack: str, environ: Mapping[str, str], say: Print) -> auto.Stack:
+def open_stack(
+    project_dir: Path, stack: str, environ: Mapping[str, str], say: Print, create: bool = True
+) -> auto.Stack:
+    """The stack on its backend; created when missing unless `create` is False (then a UsageError)."""
     backend = choose_backend(project_dir, environ)
     check_environment(project_dir, stack, backend, environ)
     if shutil.which("pulumi", path=environ.get("PATH")) is None:
@@ -113,7 +116,12 @@ def open_stack(project_dir: Path, stack: str, environ: Mapping[str, str], say: P
         env_vars={"PULUMI_BACKEND_URL": backend.url},
         secrets_provider="passphrase" if uses_passphrase(backend) else None,
     )
-    return auto.create_or_select_stack(stack, work_dir=str(project_dir), opts=options)
+    if create:
+        return auto.create_or_select_stack(stack, work_dir=str(project_dir), opts=options)
+    try:
+        return auto.select_stack(stack, work_dir=str(project_dir), opts=options)
+    except auto.StackNotFoundError:
+        raise UsageError(f"stack {stack} does not exist in {backend.url}: run ./cluster-secrets up {stack}.") from None
 
 
 def plain_outputs(output_map: Mapping[str, auto.OutputValue]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ printed: only key names and `admin.passwordMtime` (a timestamp) appear in the ou
 
 import base64
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -285,24 +284,8 @@ def kubeconfig_file(configured: str, environ: Mapping[str, str]) -> str:
 
 
 def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:
-    """The stack's non-secret outputs, opened as deploy.open_stack does, but never creating the stack."""
-    backend = deploy.choose_backend(project_dir, environ)
-    deploy.check_environment(project_dir, stack_name, backend, environ)
-    if shutil.which("pulumi", path=environ.get("PATH")) is None:
-        raise deploy.CliMissing(deploy.INSTALL_HINT)
-    if backend.embedded and not (project_dir / deploy.LOCAL_STATE_DIR).is_dir():
-        raise UsageError(f"no state in {backend.url}: run ./cluster-secrets up {stack_name} first.")
-    options = auto.LocalWorkspaceOptions(
-        work_dir=str(project_dir),
-        env_vars={"PULUMI_BACKEND_URL": backend.url},
-        secrets_provider="passphrase" if deploy.uses_passphrase(backend) else None,
-    )
-    try:
-        stack = auto.select_stack(stack_name, work_dir=str(project_dir), opts=options)
-    except auto.StackNotFoundError:
-        raise UsageError(
-            f"stack {stack_name} does not exist in {backend.url}: run ./cluster-secrets up {stack_name}."
-        ) from None
+    """The stack's non-secret outputs, opened as `up` opens it, but never creating the stack."""
+    stack = deploy.open_stack(project_dir, stack_name, environ, say, create=False)
     # Secret outputs (the admin password) are dropped at once: status never needs them.
     return {name: value.value for name, value in stack.outputs().items() if not value.secret}
 
