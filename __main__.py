@@ -8,6 +8,7 @@ from components.argocd import ArgoCD, ArgoCDArgs, OwnItems
 from components.config import load_config, read_raw_config
 from components.connect import OnePasswordConnect, OnePasswordConnectArgs
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
+from components.gitops import GitOps, GitOpsArgs, cluster_metadata
 from components.handoff import PreviousHandoff, decide_handoff
 from components.onepassword_items import read_connect_credentials, read_connect_token, vault_uuid
 from components.stack_references import PrimaryStack, previous_handoff
@@ -60,8 +61,25 @@ argocd = ArgoCD(
         store_name=external_secrets.store_name,
         admin=admin,
         namespace_labels=external_secrets.access_label,
+        cluster_annotations=cluster_metadata(pulumi.get_stack(), config) if config.gitops_repo_url else None,
     ),
     opts=pulumi.ResourceOptions(providers=[cluster]),
+)
+# With a repository, Argo CD takes the cluster over from Git; without one nothing of this is declared.
+gitops = (
+    GitOps(
+        "gitops",
+        GitOpsArgs(
+            config=config,
+            external_secrets_api_version=external_secrets.api_version,
+            store_name=external_secrets.store_name,
+            argocd_namespace=argocd.namespace,
+            argocd=argocd,
+        ),
+        opts=pulumi.ResourceOptions(providers=[cluster]),
+    )
+    if config.gitops_repo_url
+    else None
 )
 
 pulumi.export(outputs.CONNECT_HOST, connect.host)
@@ -83,3 +101,5 @@ pulumi.export(
         "argocd": config.argocd_chart_version,
     },
 )
+if gitops:
+    pulumi.export(outputs.GITOPS_ROOT_APPLICATION, gitops.root_application)

@@ -17,6 +17,7 @@ from components.admin_secret import (
     SERVER_SECRET_KEY,
     hash_admin_password,
 )
+from components.chart_values import merge_values
 from components.config import StackConfig
 from components.handoff import Handoff
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
@@ -27,6 +28,8 @@ ARGOCD_SECRET = "argocd-secret"
 ARGOCD_SECRET_LABELS = {"app.kubernetes.io/name": ARGOCD_SECRET, "app.kubernetes.io/part-of": "argocd"}
 SERVER_SECRET_KEY_BYTES = 32
 FORCE_SYNC = "force-sync"
+# The API server as Argo CD's application controller sees it from inside the cluster.
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 
 
 def rotation_keepers(rotation: int) -> dict[str, str] | None:
@@ -40,21 +43,33 @@ def secret_revision(password_rotation: int, secret_key_rotation: int) -> str:
     return f"password-{password_rotation}.secretkey-{secret_key_rotation}"
 
 
-def argocd_values(create_secret: bool) -> dict[str, Any]:
-    """Helm values of the reference setup, plus the createSecret hand-off.
+def argocd_values(create_secret: bool, cluster_annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """Helm values of the reference setup, plus the createSecret hand-off, plus (with GitOps) the
+    in-cluster cluster Secret carrying `cluster_annotations`.
 
     The keep annotation goes on the chart's Secret from the first install, so that the later flip
     to createSecret=false cannot make Helm delete argocd-secret (FACTS.md, Helm).
     FACTS.md (Argo CD chart): `server.insecure` is a free-form key of configs.params, still honoured.
+
+    The cluster Secret is the chart's (`configs.clusterCredentials`, chart 10.1.1 templates
+    argocd-configs/cluster-secrets.yaml), not a Secret resource of ours: Argo CD's configuration keeps
+    one owner, its release, and goes with it. It can live in Helm's release records because it holds
+    no credential: for https://kubernetes.default.svc the application controller uses its own
+    service account, and the annotations are names and versions (components/gitops.py).
     """
-    return {
-        "dex": {"enabled": False},
-        "notifications": {"enabled": False},
-        "configs": {
-            "params": {"server.insecure": True},
-            "secret": {"createSecret": create_secret, "annotations": dict(KEEP)},
-        },
+    configs: dict[str, Any] = {
+        "params": {"server.insecure": True},
+        "secret": {"createSecret": create_secret, "annotations": dict(KEEP)},
     }
+    if cluster_annotations is not None:
+        configs["clusterCredentials"] = {
+            "in-cluster": {
+                "server": IN_CLUSTER_SERVER,
+                "annotations": dict(cluster_annotations),
+                "config": {"tlsClientConfig": {"insecure": False}},
+            }
+        }
+    return {"dex": {"enabled": False}, "notifications": {"enabled": False}, "configs": configs}
 
 
 def argocd_external_secret(
@@ -126,6 +141,8 @@ class ArgoCDArgs:
     admin: OwnItems | AdminItems
     # Labels for the Argo CD namespace: the one that lets it use the secret store.
     namespace_labels: dict[str, str]
+    # With GitOps: annotations of the in-cluster cluster Secret, for ApplicationSets to template from.
+    cluster_annotations: dict[str, str] | None = None
 
 
 class ArgoCD(pulumi.ComponentResource):
@@ -163,7 +180,8 @@ class ArgoCD(pulumi.ComponentResource):
                 "argo-cd",
                 config.argocd_chart,
                 namespace.metadata.name,
-                argocd_values(args.handoff.create_secret),
+                # The user's values over ours; the paths we own were refused with the config.
+                merge_values(argocd_values(args.handoff.create_secret, args.cluster_annotations), config.argocd_values),
                 pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
 

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 
+from components.chart_values import OWNED_VALUES, owned_conflicts
 from components.errors import ConfigError
 from components.versions import ChartVersion, parse_chart_version
 
@@ -99,6 +100,55 @@ def _chart_repo(value: str) -> str:
     return value
 
 
+# scp-like Git addresses (`git@github.com:me/repo.git`), which Argo CD reads as SSH.
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/\s].*$")
+GitRepositoryKind = Literal["https", "ssh"]
+
+
+def repository_kind(url: str) -> GitRepositoryKind:
+    """How Argo CD authenticates to a Git URL: `https` (username and password) for http(s)://,
+    `ssh` (a private key) for ssh:// and `user@host:path`. ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return "https"
+    if (parts.scheme == "ssh" and parts.netloc) or ("://" not in url and _SCP_LIKE.match(url)):
+        return "ssh"
+    raise ValueError("is not a Git repository URL (expected https://host/path, ssh://git@host/path or git@host:path)")
+
+
+def _shown_url(url: str) -> str:
+    """A URL as a message shows it: whatever precedes an '@' may be a credential and is left out."""
+    return shown(url if "@" not in url else "...@" + url.rsplit("@", 1)[1])
+
+
+def _git_url(value: str) -> str:
+    """Empty (no GitOps), or a Git URL without a password: credentials come from 1Password only."""
+    if not value:
+        return value
+    if any(c.isspace() or c in "{}" for c in value):
+        raise ValueError(f"{_shown_url(value)} is not a Git repository URL (no spaces or braces)")
+    if "://" in value and urlsplit(value).password is not None:
+        raise ValueError("carries a password; put the repository's credentials in gitopsCredentialsItem instead")
+    try:
+        repository_kind(value)
+    except ValueError as error:
+        raise ValueError(f"{_shown_url(value)} {error}") from None
+    return value
+
+
+def _git_path(value: str) -> str:
+    parts = value.split("/")
+    if not value or value.startswith("/") or ".." in parts or any(c.isspace() for c in value):
+        raise ValueError(f"{shown(value)} is not a path inside the repository (expected e.g. . or clusters/homelab)")
+    return value
+
+
+def _git_revision(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"{shown(value)} is not a Git revision (expected a branch, tag, commit or HEAD)")
+    return value
+
+
 def _chart_version(value: str) -> str:
     """SemVer, or empty to follow the primary stack's version."""
     if value:
@@ -115,6 +165,9 @@ KubeName = Annotated[str, AfterValidator(_dns1123_subdomain)]
 SecretDataKey = Annotated[str, AfterValidator(_secret_data_key)]
 ChartRepo = Annotated[str, AfterValidator(_chart_repo)]
 ChartVersionText = Annotated[str, AfterValidator(_chart_version)]
+GitURL = Annotated[str, AfterValidator(_git_url)]
+GitPath = Annotated[str, AfterValidator(_git_path)]
+GitRevision = Annotated[str, AfterValidator(_git_revision)]
 
 
 def _counter(value: int) -> int:
@@ -260,6 +313,41 @@ class StackConfig(BaseModel):
         32,
         description="Length of the generated Argo CD admin password, 16 to 72 (bcrypt reads 72 bytes at most).",
     )
+    # Chart values users add: deep-merged over the program's (components/chart_values.py).
+    connect_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Helm values for the connect chart, deep-merged over the program's; the paths it owns are "
+        "refused. Helm keeps values in clear in its release records: never a credential.",
+    )
+    eso_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Helm values for the external-secrets chart, deep-merged over the program's; the paths it owns "
+        "are refused. Helm keeps values in clear in its release records: never a credential.",
+    )
+    argocd_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Helm values for the argo-cd chart, deep-merged over the program's; the paths it owns are "
+        "refused. Helm keeps values in clear in its release records: never a credential.",
+    )
+    # GitOps: the root Application Argo CD takes the cluster over with.
+    gitops_repo_url: GitURL = Field(
+        "",
+        alias="gitopsRepoURL",
+        description="Git repository of the root Application: https://..., ssh://... or git@host:path. "
+        "Empty: no root Application, nothing of GitOps is created.",
+    )
+    gitops_path: GitPath = Field(
+        ".", description="Directory in that repository the root Application syncs (e.g. clusters/homelab)."
+    )
+    gitops_revision: GitRevision = Field("HEAD", description="Branch, tag or commit the root Application follows.")
+    gitops_credentials_item: str = Field(
+        "",
+        description="1Password item with the repository's credentials, read by ESO only: fields username and "
+        "password for an https:// URL, sshPrivateKey for an SSH URL. Empty for a public https:// repository.",
+    )
+    gitops_credentials_vault: str = Field(
+        "", description="Vault of gitopsCredentialsItem (the store must search it); empty means workingVault."
+    )
 
     @field_validator("store_vaults")
     @classmethod
@@ -332,10 +420,42 @@ class StackConfig(BaseModel):
                         f"{PROJECT}:{key}: must be set (a stack pins its chart versions, or follows a primary "
                         "stack's with primaryStack)"
                     )
+        problems += self._gitops_problems()
+        for key, owned in OWNED_VALUES.items():
+            problems += [f"{PROJECT}:{key}: {line}" for line in owned_conflicts(getattr(self, _field_name(key)), owned)]
         if problems:
             # Raised as a plain ValueError, pydantic would prefix it; ConfigError carries the lines as they are.
             raise ConfigError(_INVALID + "\n  ".join(problems))
         return self
+
+    def _gitops_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not self.gitops_repo_url:
+            if self.gitops_credentials_item:
+                problems.append(f"{PROJECT}:gitopsCredentialsItem: needs gitopsRepoURL (the repository it opens)")
+            return problems
+        if self.gitops_credentials_vault and not self.gitops_credentials_item:
+            problems.append(f"{PROJECT}:gitopsCredentialsVault: needs gitopsCredentialsItem (the item in that vault)")
+        if not self.gitops_credentials_item:
+            if self.gitops_repository_kind == "ssh":
+                problems.append(
+                    f"{PROJECT}:gitopsCredentialsItem: must be set for an SSH repository URL (an item with an "
+                    "sshPrivateKey field); a public repository is read over https://"
+                )
+        elif self.gitops_credentials_vault_name not in self.store_vaults:
+            problems.append(
+                f"{PROJECT}:storeVaults: must include {shown(self.gitops_credentials_vault_name)}, the vault of "
+                "gitopsCredentialsItem, or the ExternalSecret cannot find it"
+            )
+        return problems
+
+    @property
+    def gitops_repository_kind(self) -> GitRepositoryKind:
+        return repository_kind(self.gitops_repo_url)
+
+    @property
+    def gitops_credentials_vault_name(self) -> str:
+        return self.gitops_credentials_vault or self.working_vault
 
     def following(self, inherited: Mapping[str, str]) -> "StackConfig":
         """This config with its empty chart versions taken from the primary stack's (by config key)."""
@@ -379,7 +499,7 @@ CHART_VERSION_KEYS = {
     "argocd": "argocdChartVersion",
 }
 
-FIELDS: dict[str, FieldInfo] = {to_camel(name): info for name, info in StackConfig.model_fields.items()}
+FIELDS: dict[str, FieldInfo] = {info.alias or to_camel(name): info for name, info in StackConfig.model_fields.items()}
 KEYS = tuple(FIELDS)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.chart_values import merge_values
 from components.config import StackConfig
 from components.kube import helm_release
 from components.versions import connect_credentials_value
@@ -69,7 +70,11 @@ class OnePasswordConnect(pulumi.ComponentResource):
             "connect",
             chart,
             namespace.metadata.name,
-            connect_values(config.connect_credentials_secret, config.connect_credentials_key),
+            # The user's values over ours; the paths we own were refused with the config.
+            merge_values(
+                connect_values(config.connect_credentials_secret, config.connect_credentials_key),
+                config.connect_values,
+            ),
             pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
         )
         # Derived from the release, so whoever uses the host waits for Connect to be installed.

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.chart_values import merge_values
 from components.config import StackConfig
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
 from components.versions import eso_api_version
@@ -120,7 +121,8 @@ class ExternalSecrets(pulumi.ComponentResource):
             "external-secrets",
             config.eso_chart,
             namespace.metadata.name,
-            eso_values(),
+            # The user's values over ours; the paths we own were refused with the config.
+            merge_values(eso_values(), config.eso_values),
             child,
         )
         manifest = cluster_secret_store(

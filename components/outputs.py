@@ -18,3 +18,5 @@ ARGOCD_ADMIN_ITEM_TITLE = "argocdAdminItemTitle"
 ARGOCD_SECRET_REVISION = "argocdSecretRevision"
 # The chart versions this cluster runs: {connect, externalSecrets, argocd}.
 CHART_VERSIONS = "chartVersions"
+# "<namespace>/<name>" of the root Application; exported only when gitopsRepoURL is set.
+GITOPS_ROOT_APPLICATION = "gitopsRootApplication"

@@ -183,6 +183,18 @@ def test_sharing_admin_items_needs_a_primary():
             "argocdCreatSecret: is not a key of cluster-secrets; did you mean argocdCreateSecret?",
         ),
         ("zzz", "1", "zzz: is not a key of cluster-secrets; the keys are listed in Pulumi.yaml"),
+        ("gitopsRepoURL", "github.com/me/gitops", "gitopsRepoURL: 'github.com/me/gitops' is not a Git repository URL"),
+        ("gitopsRepoURL", "ftp://git.example/r", "is not a Git repository URL (expected https://host/path, ssh://"),
+        ("gitopsRepoURL", "https://git.example/{{x}}", "gitopsRepoURL: 'https://git.example/{{x}}' is not a Git"),
+        ("gitopsPath", "/clusters", "gitopsPath: '/clusters' is not a path inside the repository"),
+        ("gitopsPath", "clusters/../x", "gitopsPath: 'clusters/../x' is not a path inside the repository"),
+        ("gitopsPath", "", "gitopsPath: '' is not a path inside the repository"),
+        ("gitopsRevision", "main branch", "gitopsRevision: 'main branch' is not a Git revision"),
+        ("gitopsCredentialsItem", "gitops-repository", "gitopsCredentialsItem: needs gitopsRepoURL"),
+        ("argocdValues", "ingress", "argocdValues: 'ingress': input should be a valid dictionary"),
+        ("argocdValues", {"configs": {"secret": {"createSecret": False}}}, "configs.secret.createSecret is set by"),
+        ("esoValues", {"crds": {"annotations": {}}}, "esoValues: crds.annotations is set by cluster-secrets"),
+        ("connectValues", {"connect": {"serviceType": "NodePort"}}, "connectValues: connect.serviceType is set by"),
     ],
 )
 def test_bad_input_names_the_key_and_what_is_expected(key, value, expected):
@@ -228,3 +240,29 @@ def test_an_unknown_key_in_the_stack_stops_the_program_before_anything_is_regist
     with pytest.raises(ConfigError, match="argocdCreatSecret: is not a key of cluster-secrets; did you mean"):
         run_stack(config={"argocdCreatSecret": "false"}, monitor=monitor)
     assert monitor.registrations == [] and monitor.invokes == []
+
+
+def test_gitops_keys_work_together():
+    config = load(
+        gitopsRepoURL="https://github.com/me/gitops.git",
+        gitopsCredentialsItem="gitops-repository",
+        gitopsPath="clusters/homelab",
+    )
+    assert (config.gitops_repository_kind, config.gitops_credentials_vault_name) == ("https", "HomeLab")
+    ssh = load(gitopsRepoURL="git@github.com:me/gitops.git", gitopsCredentialsItem="deploy-key")
+    assert ssh.gitops_repository_kind == "ssh"
+    assert f"{PROJECT}:storeVaults: must include 'GitOps', the vault of gitopsCredentialsItem" in problem(
+        gitopsRepoURL="https://github.com/me/gitops.git", gitopsCredentialsItem="r", gitopsCredentialsVault="GitOps"
+    )
+    assert f"{PROJECT}:gitopsCredentialsVault: needs gitopsCredentialsItem" in problem(
+        gitopsRepoURL="https://github.com/me/gitops.git", gitopsCredentialsVault="HomeLab"
+    )
+
+
+def test_a_password_in_the_repository_url_is_refused_and_never_echoed():
+    message = problem(gitopsRepoURL="https://me:canary-url-token@github.com/me/gitops.git")
+    assert f"{PROJECT}:gitopsRepoURL: carries a password" in message
+    assert "canary-url-token" not in message
+    # Not a URL either way, and still not echoed.
+    message = problem(gitopsRepoURL="me:canary-url-token@github.com:me/gitops.git")
+    assert "is not a Git repository URL" in message and "canary-url-token" not in message

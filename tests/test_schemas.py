@@ -137,3 +137,55 @@ def test_argocd_values_are_chart_values():
     free_form = {"configs.params.server.insecure", "configs.secret.annotations.helm.sh/resource-policy"}
     assert ours - free_form <= defaults
     assert {"configs.params.create", "configs.secret.annotations"} <= defaults
+
+
+# GitOps: the root Application against Argo CD's CRD, the repository ExternalSecret against ESO's.
+
+
+def test_the_root_application_matches_the_crd():
+    from components.gitops import root_application
+
+    crd_schema = schema("argo-cd", "10.1.1", "application.v1alpha1.schema.json")
+    manifest = root_application("argocd", "https://github.com/me/gitops.git", "clusters/homelab", "HEAD")
+    assert_valid(manifest, crd_schema)
+    misspelt = root_application("argocd", "https://github.com/me/gitops.git", ".", "HEAD")
+    misspelt["spec"]["syncPolicy"]["automated"]["selfheal"] = True
+    assert unknown_fields(misspelt, crd_schema) == [".spec.syncPolicy.automated.selfheal"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(crd_schema).validate({**manifest, "spec": {"project": "default"}})
+
+
+@pytest.mark.parametrize("kind", ["https", "ssh"])
+@pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
+def test_the_repository_external_secret_matches_the_crd(eso_version, api, kind):
+    from components.gitops import repository_external_secret
+
+    manifest = repository_external_secret(
+        f"external-secrets.io/{api}", "argocd", "one-secretstore", "https://github.com/me/gitops.git", kind, "item"
+    )
+    assert_valid(manifest, schema("eso", eso_version, f"externalsecret.{api}.schema.json"))
+
+
+@pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
+def test_gitops_objects_the_program_registers_match_the_crds(eso_version, api):
+    config = {
+        "esoChartVersion": eso_version,
+        "gitopsRepoURL": "https://github.com/me/gitops.git",
+        "gitopsCredentialsItem": "gitops-repository",
+    }
+    run = run_stack(config=config)
+    application = run.one("kubernetes:argoproj.io/v1alpha1:Application").plain
+    assert_valid(application, schema("argo-cd", "10.1.1", "application.v1alpha1.schema.json"))
+    external_secrets = run.by_type(f"kubernetes:external-secrets.io/{api}:ExternalSecret")
+    assert len(external_secrets) == 2
+    for registered in external_secrets:
+        assert_valid(registered.plain, schema("eso", eso_version, f"externalsecret.{api}.schema.json"))
+
+
+def test_argocd_values_with_the_in_cluster_secret_are_chart_values():
+    defaults = paths(chart_defaults("argo-cd", "10.1.1", "chart", "values.yaml"))
+    ours = paths(argocd_values(create_secret=True, cluster_annotations={"cluster-secrets.io/stack": "homelab"}))
+    # configs.clusterCredentials is a free map of clusters (chart template argocd-configs/cluster-secrets.yaml).
+    free_form = ("configs.params.", "configs.secret.annotations.", "configs.clusterCredentials.")
+    assert {p for p in ours if not p.startswith(free_form)} <= defaults
+    assert "configs.clusterCredentials" in defaults
