@@ -13,7 +13,7 @@ closest known key named. The model holds plain values only, never an Output.
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
@@ -69,28 +69,30 @@ def _non_empty(value: str) -> str:
     return value
 
 
-def _dns1123_label(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a valid namespace (expected a DNS-1123 label: at most 63 lowercase "
-            "letters, digits or '-', starting and ending with a letter or digit)"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], max_length: int, what: str) -> Callable[[str], str]:
+    """A validator: the value matches `pattern` and is at most `max_length` long, or it is not `what`."""
+
+    def check(value: str) -> str:
+        if len(value) > max_length or not pattern.match(value):
+            raise ValueError(f"{shown(value)} is not {what}")
+        return value
+
+    return check
 
 
-def _dns1123_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a valid Kubernetes name (expected a DNS-1123 subdomain: at most 253 "
-            "lowercase letters, digits, '-' or '.', starting and ending with a letter or digit)"
-        )
-    return value
-
-
-def _secret_data_key(value: str) -> str:
-    if len(value) > 253 or not _SECRET_DATA_KEY.match(value):
-        raise ValueError(f"{shown(value)} is not a valid Secret key (expected letters, digits, '-', '_' or '.')")
-    return value
+_dns1123_label = _matching(
+    _DNS1123_LABEL,
+    63,
+    "a valid namespace (expected a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+    "starting and ending with a letter or digit)",
+)
+_dns1123_subdomain = _matching(
+    _DNS1123_SUBDOMAIN,
+    253,
+    "a valid Kubernetes name (expected a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' "
+    "or '.', starting and ending with a letter or digit)",
+)
+_secret_data_key = _matching(_SECRET_DATA_KEY, 253, "a valid Secret key (expected letters, digits, '-', '_' or '.')")
 
 
 def _chart_repo(value: str) -> str:
