@@ -1,6 +1,7 @@
 """The command line's edges: clean errors on stderr with exit code 2, never a traceback; stack files
 read as the Pulumi CLI reads them (YAML 1.2); paths relative to where the user runs the tool."""
 
+import io
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,18 @@ def test_a_legacy_file_backend_is_detected_with_the_upgrade_to_run(tmp_path):
         check_legacy_file_backend(backend)
     (state / "meta.yaml").write_text("version: 1\n")
     check_legacy_file_backend(backend)  # upgraded
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "destroyed"), [("homelab\n", True), ("yes\n", False)])
+def test_destroy_goes_ahead_only_when_the_stack_name_is_typed(capsys, monkeypatch, answer, destroyed):
+    ran: list[str] = []
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    monkeypatch.setattr("cluster_secrets.deploy.run", lambda command, *args, **kwargs: ran.append(command) or 0)
+    assert main(["destroy", "homelab"]) == (0 if destroyed else 2)
+    assert ran == (["destroy"] if destroyed else [])
+    assert ("Not destroyed." in capsys.readouterr().err) is not destroyed
