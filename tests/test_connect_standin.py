@@ -1,0 +1,201 @@
+"""The 1Password Connect stand-in of the e2e suite (e2e/connect_standin.py), over real HTTP on loopback.
+
+The requests are shaped as connect-sdk-go v1.5.3 sends them (the client of both pulumi-onepassword and
+ESO), so a stand-in that would fail those clients fails here first.
+"""
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.connect_standin import CONNECT_VERSION, ID_PATTERN, VERSION_HEADER, ConnectStandIn, seed
+
+# connect-sdk-go builds filters with url.QueryEscape, which turns spaces into '+'.
+HOMELAB_FILTER = "filter=title+eq+%22HomeLab%22"
+
+
+TOKENS: dict[str, str] = {}  # client name -> token, of the running stand-in
+
+
+@pytest.fixture
+def standin() -> Iterator[ConnectStandIn]:
+    with ConnectStandIn(host="127.0.0.1", port=0) as server:
+        TOKENS.clear()
+        TOKENS.update(
+            seed(
+                server,
+                {
+                    "homelab": ("1password-credentials", "onepassword-connect-token"),
+                    "homelab-2": ("1password-credentials-homelab-2", "onepassword-connect-token-homelab-2"),
+                },
+            )
+        )
+        yield server
+
+
+def call(
+    standin: ConnectStandIn, method: str, path: str, body: Any = None, client: str | None = "homelab"
+) -> tuple[int, dict[str, str], bytes]:
+    token = TOKENS.get(client, client) if client else None
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(standin.url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def get_json(standin: ConnectStandIn, path: str) -> Any:
+    status, _, body = call(standin, "GET", path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def vault_id(standin: ConnectStandIn, name: str) -> str:
+    (vault,) = get_json(standin, f"/v1/vaults?filter=title+eq+%22{name}%22")
+    return str(vault["id"])
+
+
+def test_every_answer_needs_a_known_bearer_token_and_carries_the_version_header(standin: ConnectStandIn) -> None:
+    for client in (None, "wrong"):
+        status, headers, body = call(standin, "GET", "/v1/vaults", client=client)
+        assert status == 401
+        assert json.loads(body) == {"status": 401, "message": "Invalid bearer token"}
+        assert headers[VERSION_HEADER] == CONNECT_VERSION
+    assert TOKENS["homelab"] != TOKENS["homelab-2"]
+    for client in TOKENS:
+        status, headers, _ = call(standin, "GET", "/v1/vaults", client=client)
+        assert (status, headers[VERSION_HEADER]) == (200, CONNECT_VERSION)
+
+
+def test_vaults_are_found_by_title_as_connect_sdk_go_asks(standin: ConnectStandIn) -> None:
+    assert sorted(v["name"] for v in get_json(standin, "/v1/vaults")) == ["HomeLab", "InitHomeLab"]
+    (vault,) = get_json(standin, f"/v1/vaults?{HOMELAB_FILTER}")
+    assert vault["name"] == "HomeLab" and ID_PATTERN.match(vault["id"])
+    # The reference's own example filters vaults by name.
+    assert get_json(standin, "/v1/vaults?filter=name+eq+%22HomeLab%22") == [vault]
+    assert get_json(standin, "/v1/vaults?filter=title+eq+%22Nope%22") == []
+    assert get_json(standin, f"/v1/vaults/{vault['id']}")["name"] == "HomeLab"
+    status, _, body = call(standin, "GET", "/v1/vaults/" + "a" * 26)
+    assert (status, json.loads(body)["status"]) == (404, 404)
+    assert call(standin, "GET", "/v1/vaults?filter=description+eq+%22x%22")[0] == 400
+
+
+def test_an_item_is_listed_as_a_summary_and_read_whole_by_id(standin: ConnectStandIn) -> None:
+    init = vault_id(standin, "InitHomeLab")
+    (summary,) = get_json(standin, f"/v1/vaults/{init}/items?filter=title+eq+%22onepassword-connect-token%22")
+    assert "fields" not in summary and summary["vault"] == {"id": init}
+    item = get_json(standin, f"/v1/vaults/{init}/items/{summary['id']}")
+    (field,) = item["fields"]
+    assert (field["purpose"], field["label"], field["value"]) == ("PASSWORD", "password", TOKENS["homelab"])
+    assert len(get_json(standin, f"/v1/vaults/{init}/items")) == 4
+
+
+def test_the_credentials_file_is_served_by_its_content_path(standin: ConnectStandIn) -> None:
+    init = vault_id(standin, "InitHomeLab")
+    (summary,) = get_json(standin, f"/v1/vaults/{init}/items?filter=title+eq+%221password-credentials%22")
+    item = get_json(standin, f"/v1/vaults/{init}/items/{summary['id']}")
+    (file,) = item["files"]
+    assert file["name"] == "1password-credentials.json" and "content" not in file
+    status, headers, content = call(standin, "GET", file["content_path"])
+    assert status == 200 and headers[VERSION_HEADER] == CONNECT_VERSION
+    assert set(json.loads(content)) >= {"verifier", "encCredentials", "version", "deviceUuid", "uniqueKey"}
+    assert file["size"] == len(content)
+    files_path = f"/v1/vaults/{init}/items/{item['id']}/files"
+    assert get_json(standin, files_path) == [file]
+    (inline,) = get_json(standin, files_path + "?inline_files=true")
+    assert base64.b64decode(inline["content"]) == content
+    assert get_json(standin, f"{files_path}/{file['id']}") == file
+    assert call(standin, "GET", f"{files_path}/{'b' * 26}")[0] == 404
+
+
+def test_create_update_delete_follow_the_versions_the_provider_waits_for(standin: ConnectStandIn) -> None:
+    home = vault_id(standin, "HomeLab")
+    new = {
+        "title": "argocd-secret",
+        "category": "SECURE_NOTE",
+        "vault": {"id": home},
+        "sections": [{"id": "s1", "label": "argocd-secret"}],
+        "fields": [
+            {"section": {"id": "s1"}, "type": "CONCEALED", "label": "admin.password", "value": "h1"},
+            {"id": "password", "type": "CONCEALED", "purpose": "PASSWORD", "label": "password", "generate": True},
+        ],
+    }
+    status, _, body = call(standin, "POST", f"/v1/vaults/{home}/items", new)
+    created = json.loads(body)
+    assert status == 200 and created["version"] == 1 and ID_PATTERN.match(created["id"])
+    assert all(ID_PATTERN.match(f["id"]) or f["id"] == "password" for f in created["fields"])
+    assert len(created["fields"][1]["value"]) == 32  # generated, as Connect does for `generate`
+    item_path = f"/v1/vaults/{home}/items/{created['id']}"
+    assert get_json(standin, item_path) == created
+
+    changed = {**created, "fields": [{**created["fields"][0], "value": "h2"}]}
+    status, _, body = call(standin, "PUT", item_path, changed)
+    # The answer carries the version before the update; a read shows it plus one.
+    assert status == 200 and json.loads(body)["version"] == 1
+    stored = get_json(standin, item_path)
+    assert stored["version"] == 2 and stored["fields"][0]["value"] == "h2"
+    assert standin.item("HomeLab", "argocd-secret")["version"] == 2
+
+    status, _, body = call(standin, "DELETE", item_path)
+    assert (status, body) == (204, b"")
+    assert call(standin, "GET", item_path)[0] == 404
+    assert standin.items("HomeLab") == []
+
+
+def test_writes_that_do_not_match_the_path_are_refused(standin: ConnectStandIn) -> None:
+    home, init = vault_id(standin, "HomeLab"), vault_id(standin, "InitHomeLab")
+    item = {"title": "x", "category": "LOGIN", "vault": {"id": init}}
+    assert call(standin, "POST", f"/v1/vaults/{home}/items", item)[0] == 400
+    assert call(standin, "POST", f"/v1/vaults/{home}/items", {"category": "LOGIN"})[0] == 400
+    assert standin.items("HomeLab") == []
+
+
+def test_requests_are_counted_by_client_and_route_template_not_by_id(standin: ConnectStandIn) -> None:
+    init = vault_id(standin, "InitHomeLab")
+    for _ in range(2):
+        get_json(standin, f"/v1/vaults/{init}")
+    call(standin, "GET", f"/v1/vaults/{init}/items", client="homelab-2")
+    call(standin, "GET", "/v1/vaults", client="wrong")
+    assert standin.counts[("homelab", "GET", "/v1/vaults/{vault}")] == 2
+    assert standin.counted("homelab") == {"GET /v1/vaults": 1, "GET /v1/vaults/{vault}": 2}
+    assert standin.counted("homelab-2") == {"GET /v1/vaults/{vault}/items": 1}
+    assert standin.counted() == {"GET /v1/vaults": 2, "GET /v1/vaults/{vault}": 2, "GET /v1/vaults/{vault}/items": 1}
+    assert standin.log[-1] == ("unauthenticated", "GET", "/v1/vaults", 401)
+    standin.reset_counts()
+    assert standin.counted() == {} and standin.log == []
+
+
+def test_failures_on_demand_and_recovery(standin: ConnectStandIn) -> None:
+    standin.fail_with(429)
+    status, headers, body = call(standin, "GET", "/v1/vaults")
+    assert (status, json.loads(body)["status"], headers["Retry-After"]) == (429, 429, "1")
+    standin.recover()
+    assert call(standin, "GET", "/v1/vaults")[0] == 200
+
+    # Only the methods named fail, and only as many times as asked.
+    home = vault_id(standin, "HomeLab")
+    standin.fail_with(500, methods=["POST"], times=1)
+    assert call(standin, "GET", "/v1/vaults")[0] == 200
+    item = {"title": "x", "category": "LOGIN", "vault": {"id": home}}
+    assert call(standin, "POST", f"/v1/vaults/{home}/items", item)[0] == 500
+    assert call(standin, "POST", f"/v1/vaults/{home}/items", item)[0] == 200
+
+
+def test_down_means_connection_refused_until_recovered(standin: ConnectStandIn) -> None:
+    standin.go_down()
+    assert not standin.is_up
+    with pytest.raises(urllib.error.URLError) as refused:
+        call(standin, "GET", "/v1/vaults")
+    assert isinstance(refused.value.reason, ConnectionRefusedError)
+    standin.recover()
+    assert standin.is_up and call(standin, "GET", "/v1/vaults")[0] == 200
