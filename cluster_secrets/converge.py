@@ -76,9 +76,11 @@ class RunReport:
 
 
 def format_changes(changes: Mapping[str, int] | Mapping[OpType, int]) -> str:
-    """`create 2, update 1`: the operations that changed something, from a summary's counts."""
+    """`create 2, update 1`: the operations that changed something, from a summary's counts (a read,
+    such as the StackReference to this stack's own outputs, changes nothing)."""
     counts = {op.value if isinstance(op, OpType) else op: count for op, count in changes.items()}
-    counted = [f"{op} {count}" for op, count in sorted(counts.items()) if op != OpType.SAME.value and count]
+    unchanged = (OpType.SAME.value, OpType.READ.value)
+    counted = [f"{op} {count}" for op, count in sorted(counts.items()) if op not in unchanged and count]
     return ", ".join(counted) or "no changes"
 
 

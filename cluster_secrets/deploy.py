@@ -176,7 +176,10 @@ def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say:
     stack = open_stack(project_dir, stack_name, environ, say)
     result = stack.destroy(on_event=Progress(say, "destroy"))
     say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
-    say("ESO's CRDs stay in the cluster (helm.sh/resource-policy: keep); delete them by hand if you mean to.")
+    say(
+        "The CRDs stay in the cluster on purpose: ESO's and Argo CD's (helm.sh/resource-policy: keep) and "
+        "Connect's OnePasswordItem (Helm never deletes a chart's crds/); delete them by hand if you mean to."
+    )
     return converge.EXIT_OK
 
 

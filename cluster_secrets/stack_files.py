@@ -7,6 +7,7 @@ declares in Pulumi.yaml; `stack_config` does the same, so `plan` and `up` accept
 """
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,16 @@ from cluster_secrets.errors import UsageError
 from components.config import PROJECT, shown
 
 # What each Pulumi.yaml `type` accepts, as YAML loads it (bool is an int in Python: checked first).
+# Pulumi itself writes booleans and integers back as strings when it rewrites a stack file (`pulumi
+# stack init` adding its encryption salt turns `true` into "true"), so those strings pass too; `yes`
+# or `on` do not (the e2e suite found this: e2e/test_e_second_cluster.py).
 _TYPE_CHECKS = {
     "string": lambda value: isinstance(value, str),
-    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
-    "boolean": lambda value: isinstance(value, bool),
+    "integer": lambda value: (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value) is not None)
+    ),
+    "boolean": lambda value: isinstance(value, bool) or value in ("true", "false"),
     "array": lambda value: isinstance(value, list),
     "object": lambda value: isinstance(value, dict),
 }

@@ -12,8 +12,11 @@ T = TypeVar("T")
 
 # FACTS.md (Helm): Helm skips deleting an object that carries this annotation.
 KEEP = {"helm.sh/resource-policy": "keep"}
-# FACTS.md (pulumi-kubernetes): without this annotation a custom resource is not awaited.
-WAIT_READY = {"pulumi.com/waitFor": "condition=Ready"}
+# FACTS.md (pulumi-kubernetes): without `waitFor` a custom resource is not awaited; `timeoutSeconds`
+# bounds the wait. A store or ExternalSecret syncs in seconds once ESO and Connect are up, so five
+# minutes, not the provider's default ten, before `up` fails naming the object (measured by the
+# end-to-end suite: a stopped ESO otherwise held `up` for ten minutes).
+WAIT_READY = {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"}
 
 
 def once_created(resource: pulumi.CustomResource, value: T) -> pulumi.Output[T]:

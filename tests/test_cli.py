@@ -84,6 +84,19 @@ def test_a_bad_stack_file_is_one_clean_message_with_exit_2(project, capsys, edit
     assert "Traceback" not in err
 
 
+def test_booleans_and_integers_as_pulumi_writes_them_back_are_accepted(project, capsys):
+    # `pulumi stack init` rewrites the stack file with these as strings.
+    text = (
+        HOMELAB
+        + '  cluster-secrets:storeOpenToAllNamespaces: "true"\n  cluster-secrets:argocdAdminPasswordLength: "40"\n'
+    )
+    (project / "Pulumi.homelab.yaml").write_text(text)
+    code, out, err = plan(project, capsys)
+    assert code == 0, err
+    assert "warning: ClusterSecretStore one-secretstore is open to every namespace" in err
+    assert "length: 40" in out
+
+
 def test_yaml_1_2_rules_on_and_off_are_strings_as_for_pulumi(project, capsys):
     # YAML 1.1 (PyYAML) would read `on` as true and accept it for a boolean; Pulumi does not.
     text = HOMELAB.replace("argocdCreateSecret: auto", "argocdCreateSecret: off")

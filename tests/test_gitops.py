@@ -97,7 +97,7 @@ def test_https_credentials_make_a_repository_secret_from_the_items_username_and_
     assert external_secret["metadata"] == {
         "name": "gitops-repository",
         "namespace": "argocd",
-        "annotations": {"pulumi.com/waitFor": "condition=Ready"},
+        "annotations": {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"},
     }
     spec = external_secret["spec"]
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "one-secretstore"}

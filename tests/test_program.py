@@ -148,7 +148,10 @@ def test_argocd_values_of_the_reference_setup(homelab):
 def test_cluster_secret_store_spec(homelab):
     store = homelab.named("external-secrets-store").plain
     assert (store["apiVersion"], store["kind"]) == ("external-secrets.io/v1beta1", "ClusterSecretStore")
-    assert store["metadata"] == {"name": "one-secretstore", "annotations": {"pulumi.com/waitFor": "condition=Ready"}}
+    assert store["metadata"] == {
+        "name": "one-secretstore",
+        "annotations": {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"},
+    }
     assert store["spec"] == {
         # Only namespaces labelled for this store may use it; the program labels Argo CD's.
         "conditions": [{"namespaceSelector": {"matchLabels": {"cluster-secrets.io/secret-store": "one-secretstore"}}}],
@@ -185,7 +188,11 @@ def test_external_secret_for_argocd(homelab):
     assert external_secret["metadata"] == {
         "name": "argocd-secret",
         "namespace": "argocd",
-        "annotations": {"pulumi.com/waitFor": "condition=Ready", "force-sync": "password-0.secretkey-0"},
+        "annotations": {
+            "pulumi.com/waitFor": "condition=Ready",
+            "pulumi.com/timeoutSeconds": "300",
+            "force-sync": "password-0.secretkey-0",
+        },
     }
     spec = external_secret["spec"]
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "one-secretstore"}
