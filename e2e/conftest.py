@@ -1,5 +1,5 @@
-"""Fixtures of the end-to-end scenarios (e2e/README.md): real Pulumi, providers, API servers and ESO;
-the 1Password Connect stand-in is the only fake.
+"""Fixtures of the end-to-end scenarios (e2e/README.md): the real Pulumi engine, Kubernetes provider,
+API servers and ESO; 1Password Connect and the random, time and onepassword plugins are stand-ins.
 
 Every scenario is skipped, with one reason, when a binary or plugin from `e2e/build-tools` is missing.
 Processes are started from the main thread (or ESO's kubelet thread) and stopped by their context
@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,10 @@ FAULTS_VAULT = "E2EFaults"  # the fault scenario's own working vault (its items 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = harness.missing_tools()
     if missing:
-        reason = f"missing {', '.join(missing)}: run e2e/build-tools (it caches them in {harness.CACHE})"
+        reason = (
+            f"missing {', '.join(missing)}: run e2e/build-tools (it caches them in {harness.CACHE}) and "
+            "`python -m e2e.standin_providers install` for the stand-in plugins, or ./run-e2e for both"
+        )
         for item in items:
             item.add_marker(pytest.mark.skip(reason=reason))
 
@@ -97,9 +100,11 @@ class Deployment:
         self.eso = EsoKubelet(cluster)
         self.converged = False  # set by scenario a: later scenarios build on it
 
-    def tool(self, command: str, label: str, on_line: Callable[[str], None] | None = None) -> Run:
+    def tool(
+        self, command: str, label: str, on_line: Callable[[str], None] | None = None, extra: Sequence[str] = ()
+    ) -> Run:
         counts = self.connect.pulumi_counts
-        return harness.run_tool(self.project, command, self.stack, self.env, counts, label, on_line)
+        return harness.run_tool(self.project, command, self.stack, self.env, counts, label, on_line, extra)
 
     def outputs(self) -> dict[str, Any]:
         return harness.stack_outputs(self.project, self.stack, self.env)

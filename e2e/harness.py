@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,11 @@ SDK_VERSION = "3.272.0"  # requirements.txt's pulumi
 
 CONNECT_HOST_NAME = "onepassword-connect.onepassword.svc.cluster.local"
 CONNECT_STANDIN = "http://127.0.0.2:8080"
-PULUMI_CLIENT = "pulumi"  # the stand-in's name for the Pulumi provider's token
+PULUMI_CLIENT = "pulumi"  # the Connect stand-in's name for the onepassword plugin's token
 
 # What must exist before any scenario can run: binaries from e2e/build-tools, and the provider
-# plugins at the Python packages' versions (the engine wants an exact match).
+# plugins in folders of the Python packages' versions (the engine wants an exact match); random,
+# time and onepassword are stand-ins (e2e/standin_providers.py).
 REQUIRED_BINARIES = (
     "pulumi",
     "pulumi-language-python",
@@ -246,14 +247,15 @@ def run_tool(
     counts: Callable[[], Counter[str]],
     label: str,
     on_line: Callable[[str], None] | None = None,
+    extra: Sequence[str] = (),
 ) -> Run:
     """`./cluster-secrets COMMAND STACK` in the project copy, its output streamed with a prefix
     (and handed to `on_line`, which a scenario uses to act between two runs of one `up`)."""
     before = counts()
     started = time.monotonic()
-    print(f"\n--- {label}: ./cluster-secrets {command} {stack}", flush=True)
+    print(f"\n--- {label}: ./cluster-secrets {command} {stack} {' '.join(extra)}", flush=True)
     process = subprocess.Popen(
-        ["./cluster-secrets", command, stack],
+        ["./cluster-secrets", command, stack, *extra],
         cwd=project,
         env=dict(env),
         stdout=subprocess.PIPE,

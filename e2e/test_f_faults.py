@@ -125,7 +125,7 @@ def test_connect_failing_in_the_second_run_leaves_argocd_secret_and_the_handoff_
 
 
 def test_destroy_leaves_only_the_crds_kept_on_purpose(faults: Deployment, connect: Connect) -> None:
-    run = faults.tool("destroy", "f: destroy")
+    run = faults.tool("destroy", "f: destroy", extra=["--yes"])  # no terminal to confirm on
     assert run.code == 0, "destroy failed (its output is above)"
     assert connect.standin.items(FAULTS_VAULT) == []
     assert faults.get(STORE) is None
