@@ -8,11 +8,13 @@ printed: only key names and `admin.passwordMtime` (a timestamp) appear in the ou
 import base64
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes import client as kube
 from kubernetes import config as kube_config
 from pulumi import automation as auto
@@ -34,6 +36,8 @@ ESO_GROUP = "external-secrets.io"
 # 1.17.0 and 2.4.1); argo-cd 10.1.1 names the server `<fullname>-server`, and with the chart's
 # nameOverride `argocd` and our release `argocd` the full name is `argocd`.
 CONNECT_DEPLOYMENT = "onepassword-connect"
+# The external-secrets chart names its controller's Deployment after the release (components/external_secrets.py).
+ESO_DEPLOYMENT = "external-secrets"
 ARGOCD_SERVER_DEPLOYMENT = "argocd-server"
 REFRESH_ANNOTATION = "cluster-secrets.io/refreshed-at"
 TIMEOUT = 10  # seconds, for each read
@@ -57,6 +61,7 @@ class ClusterError(Exception):
 class Target:
     stack: str
     connect_namespace: str
+    eso_namespace: str
     create_secret_mode: str  # argocdCreateSecret in the stack's config
 
 
@@ -183,7 +188,11 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
     """One line per link of the chain, in order, from the stack's plain (non-secret) outputs."""
     stack = target.stack
     up = f"./cluster-secrets up {stack}"
-    lines = [check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, stack)]
+    lines = [
+        check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, stack),
+        # A stopped controller leaves the Ready conditions below as they were: its Deployment says more.
+        check_deployment(cluster, "eso", target.eso_namespace, ESO_DEPLOYMENT, stack),
+    ]
 
     store_name = stack_outputs.get(outputs.SECRET_STORE_NAME)
     ns = str(stack_outputs.get(outputs.ARGOCD_NAMESPACE) or "argocd")
@@ -223,6 +232,9 @@ class KubeCluster:
     """`Cluster` over the official kubernetes client, on one kubeconfig file and context."""
 
     def __init__(self, kubeconfig: str, context: str):
+        # A kubeconfig with insecure-skip-tls-verify is the user's choice, made once: kubectl does not
+        # warn about it on every request, and neither does status.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         try:
             api_client = kube_config.new_client_from_config(
                 config_file=kubeconfig, context=context, persist_config=False
@@ -309,7 +321,9 @@ def run(
         cluster = connect(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
         say(f"Stack {stack}, kube context {config.kube_context}:")
         lines = check_chain(
-            stack_outputs, Target(stack, config.connect_namespace, config.argocd_create_secret), cluster
+            stack_outputs,
+            Target(stack, config.connect_namespace, config.eso_namespace, config.argocd_create_secret),
+            cluster,
         )
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")

@@ -20,6 +20,7 @@ ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 # The links status prints, in order (status.check_chain): `<link:16> <OK|BROKEN:6> <text>`.
 LINKS = (
     "connect",
+    "eso",
     "secret store",
     "external secret",
     "argocd-secret",
@@ -44,7 +45,7 @@ def chain(run: Run) -> dict[str, tuple[str, str]]:
 def status(primary: Deployment, label: str) -> tuple[Run, dict[str, tuple[str, str]]]:
     run = primary.tool("status", label)
     lines = chain(run)
-    assert list(lines) == list(LINKS), f"status did not print the seven links in order: {list(lines)}"
+    assert list(lines) == list(LINKS), f"status did not print the eight links in order: {list(lines)}"
     return run, lines
 
 
@@ -77,10 +78,10 @@ def test_status_with_eso_stopped_then_argocd_secret_deleted_then_eso_back(primar
         primary.eso.hold()
 
         # ESO stopped, nothing deleted. A stopped controller leaves the Ready conditions of the store
-        # and the ExternalSecret as it last wrote them, and here KWOK keeps ESO's own Pod Running
-        # (the controller runs on the host), so nothing in the cluster shows the outage: status has no
-        # link for the ESO controller itself and still says all is well. Only "last synced" ages
-        # (the ExternalSecret refreshes hourly, so that is not a sign within this test either).
+        # and the ExternalSecret as it last wrote them. On a real cluster the `eso` link (its Deployment's
+        # ready replicas) would show a controller that is down; here KWOK keeps ESO's Pod Running while
+        # the controller runs on the host, so nothing in the cluster shows the outage and status still
+        # says all is well. Only "last synced" ages (hourly refresh: not a sign within this test).
         run, lines = status(primary, "h: status, ESO stopped, nothing deleted")
         assert run.code == 0, "status with ESO stopped (and nothing else wrong) was expected to be exit 0"
         assert {link: state for link, (state, _) in lines.items()} == dict.fromkeys(LINKS, "OK")

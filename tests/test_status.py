@@ -27,7 +27,7 @@ CANARY_HASH = "$2b$10$canary-bcrypt-hash-of-the-admin-password"
 CANARY_KEY = "canary-server-secretkey-0123456789abcdef"
 CANARY_PASSWORD = "canary-admin-password-in-state"
 MTIME = "2026-11-28T09:00:00Z"
-TARGET = Target("homelab", "onepassword", "auto")
+TARGET = Target("homelab", "onepassword", "eso", "auto")
 ES_UID = "0000-es-uid"
 
 
@@ -62,6 +62,7 @@ class FakeCluster:
                 "status": {"readyReplicas": 1},
             },
             ("deployment", "argocd", "argocd-server"): {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}},
+            ("deployment", "eso", "external-secrets"): {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}},
             (group, eso_version, "clustersecretstores", "one-secretstore", None): {"status": ready("Valid")},
             (group, eso_version, "externalsecrets", "argocd-secret", "argocd"): {
                 "metadata": {"uid": ES_UID},
@@ -144,6 +145,7 @@ def test_a_healthy_chain_is_all_ok():
     body = text.splitlines()[1:]
     assert [line[:16].rstrip() for line in body] == [
         "connect",
+        "eso",
         "secret store",
         "external secret",
         "argocd-secret",
@@ -173,7 +175,7 @@ Breaker = Callable[[FakeCluster, dict[str, Any]], object]
 
 
 def _scale(name: str, ready_replicas: int, replicas: int = 1) -> Breaker:
-    namespace = "onepassword" if name == "onepassword-connect" else "argocd"
+    namespace = {"onepassword-connect": "onepassword", "external-secrets": "eso"}.get(name, "argocd")
 
     def change(cluster: FakeCluster, stack_outputs: dict[str, Any]) -> None:
         cluster.objects[("deployment", namespace, name)] = {
@@ -200,6 +202,7 @@ BROKEN: dict[str, tuple[str, Breaker, str]] = {
         lambda c, o: c.objects.pop(("deployment", "onepassword", "onepassword-connect")),
         "not found",
     ),
+    "eso not ready": ("eso", _scale("external-secrets", 0), "0/1 replicas ready"),
     "store not ready": (
         "secret store",
         lambda c, o: store(c).update(status=ready("InvalidProviderConfig", ok=False)),
@@ -277,7 +280,7 @@ def test_a_new_stack_says_run_up():
 
 def test_hand_off_target_follows_the_create_secret_mode():
     stack_outputs = {**healthy_outputs(), "argocdCreateSecret": True}
-    lines = status.check_chain(stack_outputs, Target("homelab", "onepassword", "true"), FakeCluster())
+    lines = status.check_chain(stack_outputs, Target("homelab", "onepassword", "eso", "true"), FakeCluster())
     assert all(line.ok for line in lines)
 
 
@@ -444,6 +447,17 @@ def test_the_adapter_reads_the_api_paths_of_each_object(tmp_path: Path):
             },
             "status": {"replicas": 1, "readyReplicas": 1},
         },
+        "/apis/apps/v1/namespaces/eso/deployments/external-secrets": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "external-secrets"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "external-secrets"}},
+                "template": {"spec": {"containers": [{"name": "eso", "image": "external-secrets"}]}},
+            },
+            "status": {"replicas": 1, "readyReplicas": 1},
+        },
         "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore": store(fake),
         "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret": external_secret(fake),
         "/api/v1/namespaces/argocd/secrets/argocd-secret": {"apiVersion": "v1", "kind": "Secret", **secret(fake)},
@@ -457,13 +471,14 @@ def test_the_adapter_reads_the_api_paths_of_each_object(tmp_path: Path):
         lines = status.check_chain(healthy_outputs(), TARGET, cluster)
     finally:
         server.shutdown()
-    assert [(line.link, line.ok) for line in lines][:6] == [
+    assert [(line.link, line.ok) for line in lines][:7] == [
         ("connect", True),
+        ("eso", True),
         ("secret store", True),
         ("external secret", True),
         ("argocd-secret", True),
         ("password mtime", True),
         ("hand-off", True),
     ]
-    assert "not found" in lines[6].text  # argocd-server is not in the table: a 404 is None
+    assert "not found" in lines[7].text  # argocd-server is not in the table: a 404 is None
     assert server.paths == [*objects, "/apis/apps/v1/namespaces/argocd/deployments/argocd-server"]
