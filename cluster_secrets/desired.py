@@ -51,7 +51,8 @@ def evaluate_stack(
 
     The config is validated first, so a bad stack file is reported whole, before the primary is read.
     """
-    primary = load_config(project_values(stack_config(program_dir, stack, config)), stack).primary_stack
+    values = stack_config(program_dir, stack, config)  # read once: YAML 1.2 parsing is the slow part
+    primary = load_config(project_values(values), stack).primary_stack
     other_stacks = {}
     if primary:
         primary_stack = primary.split("/")[-1]
@@ -60,7 +61,7 @@ def evaluate_stack(
         followed = evaluate_stack(program_dir, primary_stack)
         other_stacks[primary] = offline.StackOutputs(followed.outputs, frozenset(followed.secret_outputs))
     monitor = offline.recording_monitor(None, None if new_stack else CONVERGED, other_stacks)
-    return offline.evaluate(program_dir, stack, monitor, config)
+    return offline.evaluate(program_dir, stack, monitor, values)
 
 
 def state_of(evaluation: offline.Evaluation, stack: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
-from cluster_secrets.stack_files import stack_config
 from components.config import PROJECT
 
 ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
@@ -282,9 +281,10 @@ def evaluate(
     program_dir: Path,
     stack: str,
     monitor: RecordingMonitor,
-    config: Mapping[str, Any] | None = None,
+    config: Mapping[str, str],
 ) -> Evaluation:
-    """Run the program in `program_dir` once for `stack`, as `pulumi up` would, against `monitor`'s fakes.
+    """Run the program in `program_dir` once for `stack`, as `pulumi up` would, against `monitor`'s fakes,
+    with `config` as the CLI would hand it over (stack_files.stack_config).
 
     `preview=False`, so every `apply` runs. Errors the program raises propagate.
     """
@@ -300,7 +300,7 @@ def evaluate(
         organization=ORGANIZATION,
         logger=monitor.log,
     )
-    pulumi.runtime.set_all_config(stack_config(program_dir, stack, config))
+    pulumi.runtime.set_all_config(dict(config))
 
     @pulumi.runtime.test
     def run_program() -> None:

@@ -92,7 +92,7 @@ def run_stack(
     monitor: RecordingMonitor | None = None,
 ) -> Run:
     """Evaluate the program once, as `pulumi up` would, against the fakes (or `monitor`'s)."""
-    evaluation = offline.evaluate(ROOT, stack, monitor or fakes(vaults, previous_outputs), config)
+    evaluation = offline.evaluate(ROOT, stack, monitor or fakes(vaults, previous_outputs), stack_config(stack, config))
     return Run(evaluation.monitor, evaluation.outputs, evaluation.secret_outputs)
 
 
