@@ -18,7 +18,7 @@ from pulumi import automation as auto
 from cluster_secrets import converge
 from cluster_secrets.errors import UsageError
 from cluster_secrets.stack_files import project_values, read_yaml, stack_config, stack_file
-from components.config import load_config
+from components.config import StackConfig, load_config
 from components.errors import ConfigError
 
 LOCAL_STATE_DIR = ".pulumi-state"
@@ -77,13 +77,13 @@ def check_legacy_file_backend(backend: Backend) -> None:
         )
 
 
-def check_stack_file(project_dir: Path, stack: str, command: str) -> None:
+def check_stack_file(project_dir: Path, stack: str, command: str) -> StackConfig | None:
     """The stack file as Pulumi would read it, and for up and preview its config as the program
     would validate it: bad input stops here, before Pulumi starts, with exit code 2. `destroy`
-    checks the YAML only, so a stack whose config no longer validates can still be destroyed."""
-    config = stack_config(project_dir, stack)
-    if command != "destroy":
-        load_config(project_values(config), stack)
+    checks the YAML only (and returns None), so a stack whose config no longer validates can still
+    be destroyed."""
+    values = stack_config(project_dir, stack)
+    return None if command == "destroy" else load_config(project_values(values), stack)
 
 
 def check_environment(project_dir: Path, stack: str, backend: Backend, environ: Mapping[str, str]) -> None:
@@ -142,10 +142,10 @@ class Progress:
             self.say(converge.progress_line(time.monotonic() - self.started, self.step, text))
 
 
-def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
-    """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs)."""
+def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, mode: str) -> int:
+    """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs); `mode`
+    is the stack's argocdCreateSecret."""
     stack = open_stack(project_dir, stack_name, environ, say)
-    mode = load_config(project_values(stack_config(project_dir, stack_name)), stack_name).argocd_create_secret
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
     progress = Progress(say, "")
@@ -193,11 +193,15 @@ def run(
 ) -> int:
     """Run a command and map every failure to a clear message (`complain`, stderr by default) and
     an exit code a script can rely on."""
-    actions = {"up": up, "preview": preview, "destroy": destroy}
     complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
+    environ = os.environ if environ is None else environ
     try:
-        check_stack_file(project_dir, stack, command)
-        return actions[command](project_dir, stack, os.environ if environ is None else environ, say)
+        # The stack file is read and validated once, here; `up` takes its mode from it.
+        config = check_stack_file(project_dir, stack, command)
+        if command == "up":
+            assert config is not None  # validated for every command but destroy
+            return up(project_dir, stack, environ, say, config.argocd_create_secret)
+        return {"preview": preview, "destroy": destroy}[command](project_dir, stack, environ, say)
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")
         return converge.EXIT_USAGE
