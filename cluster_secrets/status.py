@@ -7,10 +7,12 @@ printed: only key names and `admin.passwordMtime` (a timestamp) appear in the ou
 
 import base64
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,14 +77,48 @@ class Line:
         return f"{self.link:<16} {'OK' if self.ok else 'BROKEN':<6} {self.text}"
 
 
-def _ready_line(link: str, where: str, obj: Obj | None, check: str, up: str, synced_at: bool = False) -> Line:
-    """An ESO object's Ready condition, with "reason: message" when it is not (and when it last synced)."""
+def _duration(text: Any) -> timedelta | None:
+    """A Go duration in hours, minutes and seconds ("1h", "1h30m", "90s"); None for anything else."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", str(text))
+    if not parts or "".join(number + unit for number, unit in parts) != str(text):
+        return None
+    return timedelta(seconds=sum(float(number) * {"h": 3600, "m": 60, "s": 1}[unit] for number, unit in parts))
+
+
+def _overdue(obj: Obj, now: datetime) -> str | None:
+    """Why an ExternalSecret's last sync is overdue, or None.
+
+    ESO requeues an ExternalSecret `refreshInterval` after its last sync and sets `status.refreshTime`
+    on each successful one (v0.12.1 pkg/controllers/externalsecret: markAsDone, getRequeueResult); a
+    failed sync turns Ready False. So Ready with a sync older than twice the interval means the
+    controller stopped or hung and left the condition as it was. An interval of 0 never refreshes."""
+    interval = _duration((obj.get("spec") or {}).get("refreshInterval"))
+    refreshed = (obj.get("status") or {}).get("refreshTime")
+    if not interval or not refreshed:
+        return None
+    try:
+        age = now - datetime.fromisoformat(str(refreshed).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if age <= 2 * interval:
+        return None
+    return f"last synced {refreshed}, {age // timedelta(minutes=1)} minutes ago: more than twice its refreshInterval"
+
+
+def _ready_line(
+    link: str, where: str, obj: Obj | None, check: str, up: str, synced_at: bool = False, now: datetime | None = None
+) -> Line:
+    """An ESO object's Ready condition, with "reason: message" when it is not (and when it last synced,
+    with the time `now` to tell an overdue sync)."""
     if obj is None:
         return Line(link, False, f"{where} not found. Fix: {up}")
     status = obj.get("status") or {}
     synced = f", last synced {status.get('refreshTime') or 'never'}" if synced_at else ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready" and condition.get("status") == "True":
+            overdue = _overdue(obj, now) if now is not None else None
+            if overdue:
+                return Line(link, False, f"{where} Ready, but {overdue}. Fix: {check}")
             return Line(link, True, f"{where} Ready{synced}")
         if condition.get("type") == "Ready":
             why = ": ".join(str(condition[k]) for k in ("reason", "message") if condition.get(k)) or "no reason given"
@@ -184,8 +220,8 @@ def _secret_lines(
     return [secret_line, mtime_line]
 
 
-def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster) -> list[Line]:
-    """One line per link of the chain, in order, from the stack's plain (non-secret) outputs."""
+def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster, now: datetime) -> list[Line]:
+    """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`."""
     stack = target.stack
     up = f"./cluster-secrets up {stack}"
     lines = [
@@ -214,8 +250,11 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
         lines.append(_ready_line("secret store", f"ClusterSecretStore {store_name} ({api})", store, check, up))
         external_secret = cluster.custom_object(ESO_GROUP, version, "externalsecrets", ARGOCD_SECRET, ns)
         where = f"ExternalSecret {ns}/{ARGOCD_SECRET} ({api})"
-        check = f"check the store (above) and the 1Password item; {sync}"
-        lines.append(_ready_line("external secret", where, external_secret, check, up, synced_at=True))
+        check = (
+            f"check the store (above), the 1Password item and ESO's log "
+            f"(kubectl -n {target.eso_namespace} logs deployment/{ESO_DEPLOYMENT}); {sync}"
+        )
+        lines.append(_ready_line("external secret", where, external_secret, check, up, synced_at=True, now=now))
 
     secret = cluster.secret(ns, ARGOCD_SECRET)
     mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
@@ -310,6 +349,7 @@ def run(
     complain: deploy.Print | None = None,
     connect: Callable[[str, str], Cluster] = KubeCluster,
     outputs_of: Callable[[Path, str, Mapping[str, str], deploy.Print], dict[str, Any]] = read_outputs,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     """Print the chain (errors go to `complain`, stderr by default, as in deploy.run).
 
@@ -324,6 +364,7 @@ def run(
             stack_outputs,
             Target(stack, config.connect_namespace, config.eso_namespace, config.argocd_create_secret),
             cluster,
+            clock(),
         )
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")

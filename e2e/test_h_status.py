@@ -81,7 +81,8 @@ def test_status_with_eso_stopped_then_argocd_secret_deleted_then_eso_back(primar
         # and the ExternalSecret as it last wrote them. On a real cluster the `eso` link (its Deployment's
         # ready replicas) would show a controller that is down; here KWOK keeps ESO's Pod Running while
         # the controller runs on the host, so nothing in the cluster shows the outage and status still
-        # says all is well. Only "last synced" ages (hourly refresh: not a sign within this test).
+        # says all is well. Only "last synced" ages: status calls it overdue after twice the
+        # refreshInterval (2 h), beyond this test (tests/test_status.py covers that judgement).
         run, lines = status(primary, "h: status, ESO stopped, nothing deleted")
         assert run.code == 0, "status with ESO stopped (and nothing else wrong) was expected to be exit 0"
         assert {link: state for link, (state, _) in lines.items()} == dict.fromkeys(LINKS, "OK")

@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ CANARY_PASSWORD = "canary-admin-password-in-state"
 MTIME = "2026-11-28T09:00:00Z"
 TARGET = Target("homelab", "onepassword", "eso", "auto")
 ES_UID = "0000-es-uid"
+SYNCED_AT = "2026-11-28T10:00:00Z"
+NOW = datetime(2026, 11, 28, 10, 30, tzinfo=UTC)  # half an hour after the last sync
 
 
 def b64(text: str) -> str:
@@ -66,7 +69,8 @@ class FakeCluster:
             (group, eso_version, "clustersecretstores", "one-secretstore", None): {"status": ready("Valid")},
             (group, eso_version, "externalsecrets", "argocd-secret", "argocd"): {
                 "metadata": {"uid": ES_UID},
-                "status": {**ready("SecretSynced"), "refreshTime": "2026-11-28T10:00:00Z"},
+                "spec": {"refreshInterval": "1h"},
+                "status": {**ready("SecretSynced"), "refreshTime": SYNCED_AT},
             },
             ("secret", "argocd", "argocd-secret"): {
                 "metadata": {
@@ -127,6 +131,7 @@ def run_status(cluster: FakeCluster, stack_outputs: Mapping[str, Any]) -> tuple[
         lines.append,
         connect=lambda path, context: cluster,
         outputs_of=lambda project, stack, environ, say: dict(stack_outputs),
+        clock=lambda: NOW,
     )
     return code, "\n".join(lines)
 
@@ -214,6 +219,11 @@ BROKEN: dict[str, tuple[str, Breaker, str]] = {
         lambda c, o: external_secret(c)["status"].update(ready("SecretSyncedError", ok=False)),
         "not Ready (SecretSyncedError), last synced 2026-11-28T10:00:00Z",
     ),
+    "external secret not synced for 3 hours": (
+        "external secret",
+        lambda c, o: external_secret(c)["status"].update(refreshTime="2026-11-28T07:30:00Z"),
+        "Ready, but last synced 2026-11-28T07:30:00Z, 180 minutes ago: more than twice its refreshInterval",
+    ),
     "external secret missing": (
         "external secret",
         lambda c, o: c.objects.pop((status.ESO_GROUP, "v1beta1", "externalsecrets", "argocd-secret", "argocd")),
@@ -271,6 +281,29 @@ def test_each_broken_link_says_what_and_what_to_do(case):
     assert CANARY_HASH not in text and CANARY_KEY not in text
 
 
+@pytest.mark.parametrize(
+    ("interval", "synced_at", "overdue"),
+    [
+        ("1h", "2026-11-28T08:30:00Z", False),  # exactly twice the interval: one refresh may be in flight
+        ("1h", "2026-11-28T08:29:59Z", True),
+        ("30m", "2026-11-28T09:29:00Z", True),
+        ("1h30m", "2026-11-28T07:30:00Z", False),
+        ("0", "2020-01-01T00:00:00Z", False),  # 0: ESO never refreshes, so no sync is ever overdue
+        ("weekly", "2020-01-01T00:00:00Z", False),  # not a duration status can read: no judgement
+        ("1h", "not a time", False),
+    ],
+)
+def test_an_overdue_sync_is_judged_against_the_refresh_interval(interval, synced_at, overdue):
+    cluster = FakeCluster()
+    external_secret(cluster)["spec"]["refreshInterval"] = interval
+    external_secret(cluster)["status"]["refreshTime"] = synced_at
+    line = next(x for x in status.check_chain(healthy_outputs(), TARGET, cluster, NOW) if x.link == "external secret")
+    assert line.ok is not overdue, line
+    assert ("more than twice its refreshInterval" in line.text) is overdue
+    if overdue:
+        assert "logs deployment/external-secrets" in line.text
+
+
 def test_a_new_stack_says_run_up():
     code, text = run_status(FakeCluster(), {})
     assert code == converge.EXIT_FAILED
@@ -280,7 +313,7 @@ def test_a_new_stack_says_run_up():
 
 def test_hand_off_target_follows_the_create_secret_mode():
     stack_outputs = {**healthy_outputs(), "argocdCreateSecret": True}
-    lines = status.check_chain(stack_outputs, Target("homelab", "onepassword", "eso", "true"), FakeCluster())
+    lines = status.check_chain(stack_outputs, Target("homelab", "onepassword", "eso", "true"), FakeCluster(), NOW)
     assert all(line.ok for line in lines)
 
 
@@ -363,7 +396,14 @@ def test_run_reads_outputs_through_the_cli_and_drops_secret_ones(tmp_path: Path)
     environ = {**cli.environ(), "KUBECONFIG": str(kubeconfig(tmp_path / "config", "https://127.0.0.1:9"))}
     with process_environ(environ):
         code = status.run(
-            cli.project, "homelab", environ, lines.append, lines.append, lambda p, c: FakeCluster(), outputs_of
+            cli.project,
+            "homelab",
+            environ,
+            lines.append,
+            lines.append,
+            lambda p, c: FakeCluster(),
+            outputs_of,
+            lambda: NOW,
         )
         missing = status.run(
             cli.project, "elsewhere", environ, lines.append, lines.append, lambda p, c: FakeCluster(), outputs_of
@@ -468,7 +508,7 @@ def test_the_adapter_reads_the_api_paths_of_each_object(tmp_path: Path):
     try:
         path = kubeconfig(tmp_path / "config", f"http://127.0.0.1:{server.server_port}")
         cluster = status.KubeCluster(str(path), "homelab")
-        lines = status.check_chain(healthy_outputs(), TARGET, cluster)
+        lines = status.check_chain(healthy_outputs(), TARGET, cluster, NOW)
     finally:
         server.shutdown()
     assert [(line.link, line.ok) for line in lines][:7] == [
