@@ -105,19 +105,16 @@ def _overdue(obj: Obj, now: datetime) -> str | None:
     return f"last synced {refreshed}, {age // timedelta(minutes=1)} minutes ago: more than twice its refreshInterval"
 
 
-def _ready_line(
-    link: str, where: str, obj: Obj | None, check: str, up: str, synced_at: bool = False, now: datetime | None = None
-) -> Line:
-    """An ESO object's Ready condition, with "reason: message" when it is not (and when it last synced,
-    with the time `now` to tell an overdue sync)."""
+def _ready_line(link: str, where: str, obj: Obj | None, check: str, up: str, now: datetime | None = None) -> Line:
+    """An ESO object's Ready condition, with "reason: message" when it is not. Given the time `now`
+    (for an ExternalSecret), also when it last synced, and whether that is overdue."""
     if obj is None:
         return Line(link, False, f"{where} not found. Fix: {up}")
     status = obj.get("status") or {}
-    synced = f", last synced {status.get('refreshTime') or 'never'}" if synced_at else ""
+    synced = f", last synced {status.get('refreshTime') or 'never'}" if now is not None else ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready" and condition.get("status") == "True":
-            overdue = _overdue(obj, now) if now is not None else None
-            if overdue:
+            if now is not None and (overdue := _overdue(obj, now)):
                 return Line(link, False, f"{where} Ready, but {overdue}. Fix: {check}")
             return Line(link, True, f"{where} Ready{synced}")
         if condition.get("type") == "Ready":
@@ -254,7 +251,7 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
             f"check the store (above), the 1Password item and ESO's log "
             f"(kubectl -n {target.eso_namespace} logs deployment/{ESO_DEPLOYMENT}); {sync}"
         )
-        lines.append(_ready_line("external secret", where, external_secret, check, up, synced_at=True, now=now))
+        lines.append(_ready_line("external secret", where, external_secret, check, up, now))
 
     secret = cluster.secret(ns, ARGOCD_SECRET)
     mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
