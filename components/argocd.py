@@ -236,6 +236,8 @@ class ArgoCD(pulumi.ComponentResource):
             lambda parts: hash_admin_password(parts[0], parts[1])
         )
 
+        # Both items name their vault by UUID: given a vault's name, pulumi-onepassword reads back the
+        # UUID and replaces the item on every `up` (FACTS.md, 1Password provider: its issue #62).
         # The clear password, for people who log in from their password manager.
         admin_item = onepassword.Item(
             f"{name}-admin-item",
