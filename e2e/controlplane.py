@@ -439,6 +439,22 @@ class Cluster:
             raise
         self.start_seconds = time.monotonic() - began
 
+    def _component(self, name: str, port: int, flags: list[str]) -> HostProcess:
+        """kube-controller-manager or kube-scheduler on this cluster's address, ready when its
+        /healthz answers on `port`."""
+        args: list[str | os.PathLike[str]] = [
+            binary(name),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--bind-address={self.ip}",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            *flags,
+            "--profiling=false",
+        ]
+        return HostProcess(
+            name, args, self.log_dir, ready=lambda: http_get(f"https://{self.ip}:{port}/healthz")[0] == 200
+        )
+
     def _start(self) -> None:
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
@@ -508,14 +524,10 @@ class Cluster:
                 "ldflags; rebuild with `e2e/build-tools kube-apiserver`"
             )
 
-        kcm = HostProcess(
+        kcm = self._component(
             "kube-controller-manager",
+            10257,
             [
-                binary("kube-controller-manager"),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--bind-address={ip}",
-                "--secure-port=10257",
-                "--leader-elect=false",
                 # Signs the service-account token Secrets; the root CA goes into every namespace's
                 # kube-root-ca.crt. The API server's self-signed certificate file holds its CA too.
                 f"--service-account-private-key-file={sa_key}",
@@ -526,24 +538,9 @@ class Cluster:
                 # or KCM would mark the node NotReady and taint it after this grace period.
                 "--node-monitor-grace-period=40s",
                 "--concurrent-namespace-syncs=5",
-                "--profiling=false",
             ],
-            self.log_dir,
-            ready=lambda: http_get(f"https://{ip}:10257/healthz")[0] == 200,
         )
-        scheduler = HostProcess(
-            "kube-scheduler",
-            [
-                binary("kube-scheduler"),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--bind-address={ip}",
-                "--secure-port=10259",
-                "--leader-elect=false",
-                "--profiling=false",
-            ],
-            self.log_dir,
-            ready=lambda: http_get(f"https://{ip}:10259/healthz")[0] == 200,
-        )
+        scheduler = self._component("kube-scheduler", 10259, [])
         kwok = HostProcess(
             "kwok",
             [

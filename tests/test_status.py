@@ -472,32 +472,31 @@ class FakeApiServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
+def api_deployment(name: str, image: str) -> Obj:
+    """A ready one-replica Deployment as the API serves it (the client needs selector and containers)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"spec": {"containers": [{"name": name, "image": image}]}},
+        },
+        "status": {"replicas": 1, "readyReplicas": 1},
+    }
+
+
 def test_the_adapter_reads_the_api_paths_of_each_object(tmp_path: Path):
     """The kubernetes client against a stand-in API server: the paths it asks for, and the dicts it returns."""
     fake = FakeCluster()
     objects = {
-        "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect": {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "onepassword-connect"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "onepassword-connect"}},
-                "template": {"spec": {"containers": [{"name": "connect", "image": "1password/connect-api"}]}},
-            },
-            "status": {"replicas": 1, "readyReplicas": 1},
-        },
-        "/apis/apps/v1/namespaces/eso/deployments/external-secrets": {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "external-secrets"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "external-secrets"}},
-                "template": {"spec": {"containers": [{"name": "eso", "image": "external-secrets"}]}},
-            },
-            "status": {"replicas": 1, "readyReplicas": 1},
-        },
+        "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect": api_deployment(
+            "onepassword-connect", "1password/connect-api"
+        ),
+        "/apis/apps/v1/namespaces/eso/deployments/external-secrets": api_deployment(
+            "external-secrets", "external-secrets"
+        ),
         "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore": store(fake),
         "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret": external_secret(fake),
         "/api/v1/namespaces/argocd/secrets/argocd-secret": {"apiVersion": "v1", "kind": "Secret", **secret(fake)},
