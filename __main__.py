@@ -32,15 +32,19 @@ argocd_mode = config.argocd_create_secret
 handoff = decide_handoff(argocd_mode, previous_handoff() if argocd_mode == "auto" else PreviousHandoff())
 
 # One explicit provider per cluster; the ambient default provider is disabled in the stack file.
+# Its Secrets (Connect's credentials, the token) change in place: pulumi-kubernetes would otherwise
+# replace one whose data changes, deleting it before its new copy exists (FACTS.md, the real 1Password
+# provider).
 cluster = k8s.Provider(
     "cluster",
     kubeconfig=config.kubeconfig_path or None,
     context=config.kube_context,
+    enable_secret_mutable=True,
 )
 
 connect = OnePasswordConnect(
     "connect",
-    OnePasswordConnectArgs(config=config, credentials_json=connect_credentials),
+    OnePasswordConnectArgs(config=config, credentials_json=connect_credentials, token=connect_token),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
 external_secrets = ExternalSecrets(

@@ -16,7 +16,7 @@ from components.errors import ConfigError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXIT_CODES = """exit codes:
   0    done (status: every link OK)
-  1    a Pulumi operation failed (status: a link of the chain is broken)
+  1    a Pulumi operation failed, or 1Password could not be read (status: a link of the chain is broken)
   2    bad arguments, stack file, config or environment
   3    the Argo CD hand-off did not converge
   127  no Pulumi CLI"""

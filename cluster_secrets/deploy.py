@@ -15,9 +15,12 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import converge
+from cluster_secrets import converge, preflight, synced
 from cluster_secrets.errors import UsageError
+from cluster_secrets.kube import Cluster, ClusterError, KubeCluster, eso_version, kubeconfig_file
+from cluster_secrets.onepassword import OnePasswordError
 from cluster_secrets.stack_files import project_values, read_yaml, stack_config, stack_file
+from components import outputs
 from components.config import StackConfig, load_config
 from components.errors import ConfigError
 
@@ -33,6 +36,16 @@ Print = Callable[[str], None]
 
 class CliMissing(Exception):
     """No Pulumi CLI on PATH: exit code 127, with INSTALL_HINT."""
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the tool checks around Pulumi's runs: the preflight before each command (preflight.py),
+    and after `up` that the cluster holds what was deployed (synced.py). Tests give fakes."""
+
+    preflight: Callable[[auto.Stack, StackConfig | None, str, Mapping[str, str], Print], None] = preflight.check
+    cluster: Callable[[str, str], Cluster] = KubeCluster
+    wait_seconds: float = synced.WAIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -142,10 +155,38 @@ class Progress:
             self.say(converge.progress_line(time.monotonic() - self.started, self.step, text))
 
 
-def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, mode: str) -> int:
-    """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs); `mode`
-    is the stack's argocdCreateSecret."""
+def confirm_synced(
+    config: StackConfig, stack_outputs: Mapping[str, Any], environ: Mapping[str, str], say: Print, checks: Checks
+) -> int:
+    """After a converged `up`: EXIT_OK once the cluster holds what was deployed (synced.py)."""
+    mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
+    version = eso_version(stack_outputs)
+    if not mtime or version is None:
+        return converge.EXIT_OK
+    target = synced.Target(
+        store=str(stack_outputs.get(outputs.SECRET_STORE_NAME) or config.secret_store_name),
+        namespace=str(stack_outputs.get(outputs.ARGOCD_NAMESPACE) or config.argocd_namespace),
+        eso_version=version,
+        mtime=str(mtime),
+    )
+    try:
+        cluster = checks.cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
+    except (ClusterError, UsageError) as error:
+        say(f"Could not read the cluster to confirm that it holds what was deployed: {error}")
+        return converge.EXIT_NOT_CONVERGED
+    outcome = synced.wait_until_synced(cluster, target, say, checks.wait_seconds)
+    say(outcome.message)
+    return converge.EXIT_OK if outcome.synced else converge.EXIT_NOT_CONVERGED
+
+
+def up(
+    project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, config: StackConfig, checks: Checks
+) -> int:
+    """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs), then
+    confirmed in the cluster."""
+    mode = config.argocd_create_secret
     stack = open_stack(project_dir, stack_name, environ, say)
+    checks.preflight(stack, config, "up", environ, say)
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
     progress = Progress(say, "")
@@ -154,26 +195,34 @@ def up(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Prin
         progress.step = f"run {len(runs) + 1} from {before.name.lower().replace('_', ' ')}"
         started = time.monotonic()
         result = stack.up(on_event=progress)
-        after = converge.phase_of(plain_outputs(result.outputs))
+        stack_outputs = plain_outputs(result.outputs)
+        after = converge.phase_of(stack_outputs)
         runs.append(converge.RunReport(time.monotonic() - started, result.summary.resource_changes or {}, after))
         step = converge.next_step(mode, len(runs), before, after)
         say(step.message)
         if not step.run_again:
             break
         before = after
+    code = step.exit_code
+    if code == converge.EXIT_OK:
+        code = confirm_synced(config, stack_outputs, environ, say, checks)
     say(converge.up_summary(stack_name, runs))
-    return step.exit_code
+    return code
 
 
-def preview(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
+def preview(
+    project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, config: StackConfig, checks: Checks
+) -> int:
     stack = open_stack(project_dir, stack_name, environ, say)
+    checks.preflight(stack, config, "preview", environ, say)
     result = stack.preview(on_event=Progress(say, "preview"))
     say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
     return converge.EXIT_OK
 
 
-def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> int:
+def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, checks: Checks) -> int:
     stack = open_stack(project_dir, stack_name, environ, say)
+    checks.preflight(stack, None, "destroy", environ, say)
     result = stack.destroy(on_event=Progress(say, "destroy"))
     say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
     say(
@@ -190,18 +239,20 @@ def run(
     say: Print,
     environ: Mapping[str, str] | None = None,
     complain: Print | None = None,
+    checks: Checks | None = None,
 ) -> int:
     """Run a command and map every failure to a clear message (`complain`, stderr by default) and
     an exit code a script can rely on."""
     complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
     environ = os.environ if environ is None else environ
+    checks = checks or Checks()
     try:
-        # The stack file is read and validated once, here; `up` takes its mode from it.
+        # The stack file is read and validated once, here.
         config = check_stack_file(project_dir, stack, command)
-        if command == "up":
-            assert config is not None  # validated for every command but destroy
-            return up(project_dir, stack, environ, say, config.argocd_create_secret)
-        return {"preview": preview, "destroy": destroy}[command](project_dir, stack, environ, say)
+        if command == "destroy":
+            return destroy(project_dir, stack, environ, say, checks)
+        assert config is not None  # validated for every command but destroy
+        return {"up": up, "preview": preview}[command](project_dir, stack, environ, say, config, checks)
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")
         return converge.EXIT_USAGE
@@ -210,4 +261,7 @@ def run(
         return converge.EXIT_NO_CLI
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")
+        return converge.EXIT_FAILED
+    except OnePasswordError as error:
+        complain(f"error: {error}")
         return converge.EXIT_FAILED

@@ -6,34 +6,28 @@ printed: only key names and `admin.passwordMtime` (a timestamp) appear in the ou
 """
 
 import base64
-import os
 import re
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import urllib3
-from kubernetes import client as kube
-from kubernetes import config as kube_config
 from pulumi import automation as auto
 
 from cluster_secrets import converge, deploy
 from cluster_secrets.errors import UsageError
+from cluster_secrets.kube import ESO_GROUP, Cluster, ClusterError, KubeCluster, Obj, eso_version, kubeconfig_file
 from cluster_secrets.stack_files import project_values, stack_config
+from cluster_secrets.synced import REFRESH_ANNOTATION
 from components import outputs
 from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS
 from components.argocd import ARGOCD_SECRET
 from components.config import load_config
 from components.errors import ConfigError
 from components.kube import KEEP
-from components.versions import eso_api_version, parse_chart_version
 
-Obj = dict[str, Any]
-ESO_GROUP = "external-secrets.io"
 # FACTS: Connect's chart names its Deployment `connect.applicationName` (default onepassword-connect,
 # 1.17.0 and 2.4.1); argo-cd 10.1.1 names the server `<fullname>-server`, and with the chart's
 # nameOverride `argocd` and our release `argocd` the full name is `argocd`.
@@ -41,22 +35,6 @@ CONNECT_DEPLOYMENT = "onepassword-connect"
 # The external-secrets chart names its controller's Deployment after the release (components/external_secrets.py).
 ESO_DEPLOYMENT = "external-secrets"
 ARGOCD_SERVER_DEPLOYMENT = "argocd-server"
-REFRESH_ANNOTATION = "cluster-secrets.io/refreshed-at"
-TIMEOUT = 10  # seconds, for each read
-
-
-class Cluster(Protocol):
-    """Reads objects as the API serves them (camelCase JSON as dicts); None when there is none."""
-
-    def deployment(self, namespace: str, name: str) -> Obj | None: ...
-    def custom_object(
-        self, group: str, version: str, plural: str, name: str, namespace: str | None = None
-    ) -> Obj | None: ...
-    def secret(self, namespace: str, name: str) -> Obj | None: ...
-
-
-class ClusterError(Exception):
-    """The cluster could not be read (unreachable, forbidden, bad kubeconfig): exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -144,15 +122,6 @@ def check_deployment(cluster: Cluster, link: str, namespace: str, name: str, sta
     return Line(link, True, f"{where}, {ready}/{wanted} ready")
 
 
-def _eso_version(stack_outputs: Mapping[str, Any]) -> str | None:
-    """The external-secrets.io API version (v1beta1 or v1) for the ESO chart the stack deployed."""
-    try:
-        chart = parse_chart_version(str((stack_outputs.get(outputs.CHART_VERSIONS) or {})["externalSecrets"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return eso_api_version(chart).split("/")[1]
-
-
 def _secret_lines(
     secret: Obj | None, external_secret: Obj | None, ns: str, mtime_in_state: Any, sync: str
 ) -> list[Line]:
@@ -229,10 +198,9 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
 
     store_name = stack_outputs.get(outputs.SECRET_STORE_NAME)
     ns = str(stack_outputs.get(outputs.ARGOCD_NAMESPACE) or "argocd")
-    version = _eso_version(stack_outputs)
+    version = eso_version(stack_outputs)
     external_secret: Obj | None = None
-    # Any change to the ExternalSecret's annotations makes ESO sync at once (FACTS.md, ESO); not
-    # `force-sync`, which the program manages (components/argocd.py) and an `up` would set back.
+    # Any change to the ExternalSecret's annotations makes ESO sync at once (FACTS.md, ESO).
     sync = (
         f"make ESO sync now: kubectl -n {ns} annotate externalsecret {ARGOCD_SECRET} "
         f"{REFRESH_ANNOTATION}=$(date +%s) --overwrite; kubectl -n {ns} describe externalsecret {ARGOCD_SECRET}"
@@ -262,73 +230,6 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
     lines.append(Line("hand-off", done, phase.value if done else f"{phase.value}. Fix: {up}"))
     lines.append(check_deployment(cluster, "argocd server", ns, ARGOCD_SERVER_DEPLOYMENT, stack))
     return lines
-
-
-class KubeCluster:
-    """`Cluster` over the official kubernetes client, on one kubeconfig file and context."""
-
-    def __init__(self, kubeconfig: str, context: str):
-        # A kubeconfig with insecure-skip-tls-verify is the user's choice, made once: kubectl does not
-        # warn about it on every request, and neither does status.
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-        try:
-            api_client = kube_config.new_client_from_config(
-                config_file=kubeconfig, context=context, persist_config=False
-            )
-        except kube_config.ConfigException as error:
-            raise ClusterError(f"cannot use context {context!r} of kubeconfig {kubeconfig}: {error}") from None
-        self.client = api_client
-        self.apps = kube.AppsV1Api(api_client)
-        self.core = kube.CoreV1Api(api_client)
-        self.custom = kube.CustomObjectsApi(api_client)
-
-    def _read(self, what: str, call: Callable[[], Any]) -> Obj | None:
-        try:
-            found = call()
-        except kube.ApiException as error:
-            if error.status == 404:
-                return None
-            raise ClusterError(f"reading {what}: {error.status} {error.reason}") from None
-        except Exception as error:  # urllib3's connection errors, timeouts
-            raise ClusterError(f"reading {what}: {type(error).__name__}: {error}") from None
-        return found if isinstance(found, dict) else self.client.sanitize_for_serialization(found)
-
-    def deployment(self, namespace: str, name: str) -> Obj | None:
-        return self._read(
-            f"Deployment {namespace}/{name}",
-            lambda: self.apps.read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT),
-        )
-
-    def custom_object(
-        self, group: str, version: str, plural: str, name: str, namespace: str | None = None
-    ) -> Obj | None:
-        what = f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
-        if namespace is None:
-            return self._read(
-                what,
-                lambda: self.custom.get_cluster_custom_object(group, version, plural, name, _request_timeout=TIMEOUT),
-            )
-        return self._read(
-            what,
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=TIMEOUT
-            ),
-        )
-
-    def secret(self, namespace: str, name: str) -> Obj | None:
-        return self._read(
-            f"Secret {namespace}/{name}",
-            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
-        )
-
-
-def kubeconfig_file(configured: str, environ: Mapping[str, str]) -> str:
-    """The stack's kubeconfigPath; empty: $KUBECONFIG (a path list is merged), then ~/.kube/config."""
-    chosen = configured or environ.get("KUBECONFIG") or "~/.kube/config"
-    paths = [os.path.expanduser(path) for path in chosen.split(os.pathsep) if path]
-    if not any(Path(path).is_file() for path in paths):
-        raise UsageError(f"no kubeconfig file at {chosen} (kubeconfigPath in the stack file, else $KUBECONFIG).")
-    return os.pathsep.join(paths)
 
 
 def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:

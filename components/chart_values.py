@@ -28,6 +28,8 @@ OWNED_VALUES: dict[str, dict[Path, str]] = {
         ("connect", "applicationName"): "it names the Service the store's connectHost points at",
         ("connect", "api", "httpPort"): "it is the port of the store's connectHost",
         ("connect", "tls"): "the store reaches Connect over plain HTTP inside the cluster (connectHost)",
+        ("connect", "podAnnotations", "cluster-secrets.io/credentials-digest"): "it restarts Connect when its "
+        "credentials or token change",
     },
     "esoValues": {
         ("installCRDs",): "the store and the ExternalSecrets need ESO's CRDs",
@@ -42,6 +44,8 @@ OWNED_VALUES: dict[str, dict[Path, str]] = {
         "annotation), and ESO replaces anything else the chart would put in it",
         ("configs", "clusterCredentials", "in-cluster"): "the in-cluster Secret carries this stack's metadata "
         "for ApplicationSets",
+        ("configs", "params", "server.insecure"): "without it argocd-server writes a certificate of its own into "
+        "argocd-secret, which ESO takes out again on every sync; terminate TLS in front of Argo CD instead",
         ("crds", "install"): "the root Application needs the Application CRD",
         ("crds", "keep"): "an uninstall must not delete the Application CRD, and with it every Application",
         ("namespaceOverride",): "Argo CD runs in argocdNamespace, where argocd-secret and the repository "

@@ -1,5 +1,6 @@
 """OnePasswordConnect: 1Password Connect in the cluster, fed from the init vault."""
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,20 @@ from components.versions import connect_credentials_value
 # FACTS.md (Connect): the chart's Service is `onepassword-connect` in the release namespace, API on 8080.
 SERVICE_NAME = "onepassword-connect"
 API_PORT = 8080
+# On Connect's pods: changes with the credentials file or the token, so that Connect restarts on them.
+CREDENTIALS_DIGEST = "cluster-secrets.io/credentials-digest"
+
+
+def credentials_digest(credentials_json: str, token: str) -> str:
+    """A one-way digest of Connect's credentials and token, for the pod annotation.
+
+    FACTS.md (the real 1Password provider): Connect never sees a changed credentials Secret by
+    itself; chart 1.17.0 reads it into an environment variable at start, 2.4.1 mounts it with
+    subPath, and neither template carries a checksum. A pod annotation that changes with them makes
+    the Deployment roll. It is a SHA-256, which tells nothing of the values, so it may stay plain.
+    """
+    digest = hashlib.sha256(b"cluster-secrets connect\0" + credentials_json.encode() + b"\0" + token.encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 def connect_host(namespace: str) -> str:
@@ -41,6 +56,7 @@ def connect_values(credentials_secret: str, credentials_key: str) -> dict[str, A
 class OnePasswordConnectArgs:
     config: StackConfig
     credentials_json: pulumi.Input[str]  # secret
+    token: pulumi.Input[str]  # secret: the Connect token ESO uses, issued for this server
 
 
 class OnePasswordConnect(pulumi.ComponentResource):
@@ -64,17 +80,20 @@ class OnePasswordConnect(pulumi.ComponentResource):
             },
             opts=child,
         )
+        # The user's values over ours; the paths we own were refused with the config.
+        values = merge_values(
+            connect_values(config.connect_credentials_secret, config.connect_credentials_key), config.connect_values
+        )
+        digest = pulumi.Output.all(args.credentials_json, args.token).apply(lambda v: credentials_digest(v[0], v[1]))
+        # Not a secret (see credentials_digest): unsecret, or every value of the release would be masked.
+        values["connect"].setdefault("podAnnotations", {})[CREDENTIALS_DIGEST] = pulumi.Output.unsecret(digest)
         release = helm_release(
             f"{name}-release",
             "connect",
             "connect",
             chart,
             namespace.metadata.name,
-            # The user's values over ours; the paths we own were refused with the config.
-            merge_values(
-                connect_values(config.connect_credentials_secret, config.connect_credentials_key),
-                config.connect_values,
-            ),
+            values,
             pulumi.ResourceOptions(parent=self, depends_on=[credentials]),
         )
         # Derived from the release, so whoever uses the host waits for Connect to be installed.

@@ -1,5 +1,6 @@
-"""Fixtures of the end-to-end scenarios (e2e/README.md): the real Pulumi engine, Kubernetes provider,
-API servers and ESO; 1Password Connect and the random, time and onepassword plugins are stand-ins.
+"""Fixtures of the end-to-end scenarios (e2e/README.md): the real Pulumi engine, the Kubernetes,
+onepassword and time provider plugins, API servers and ESO; 1Password Connect and the random plugin
+are stand-ins.
 
 Every scenario is skipped, with one reason, when a binary or plugin from `e2e/build-tools` is missing.
 Processes are started from the main thread (or ESO's kubelet thread) and stopped by their context
@@ -125,6 +126,9 @@ def project(workdir: Path, connect: Connect) -> tuple[Path, dict[str, str]]:
     """One project copy and one environment (backend, passphrase) for every stack: the second
     cluster's stack reads the primary's outputs, secrets included, through a StackReference."""
     copy = harness.copy_project(workdir / "project")
+    for line in harness.plugins_in_use():
+        print(line, flush=True)
+        FIGURES.note(line)
     return copy, harness.pulumi_env(workdir, connect.tokens[harness.PULUMI_CLIENT])
 
 

@@ -6,8 +6,16 @@ onepassword provider call. Written from 1Password's published API reference,
 https://developer.1password.com/docs/connect/api-reference (API specification 1.8.1), and checked
 against the calls connect-sdk-go v1.5.3 makes (../shared/e2e-notes/control-plane.md, section 5).
 
-What it does not do: encryption, sync, the activity/health/metrics routes, PATCH, tags beyond the
-filter, or any 1Password account logic. Tests make it fail on demand (`fail_with`, `go_down`).
+Connect is eventually consistent: a write goes to 1Password and reaches the Connect server's local
+database later (terraform-provider-onepassword v2.2.1, internal/onepassword/connect/connect_client.go:
+"The sync service needs time to sync changes from the remote service to the local database", and its
+Create/Update/Delete poll until a read shows the write). So here every write, the suite's own edits
+included, is seen by a client only `sync_delay` seconds after it was made; each client (each token)
+has a delay of its own, as each Connect server syncs its own database: Pulumi's Connect and the one
+in the cluster that ESO reads are two servers in the reference setup.
+
+What it does not do: encryption, the activity/health/metrics routes, PATCH, tags beyond the filter,
+or any 1Password account logic. Tests make it fail on demand (`fail_with`, `go_down`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import re
 import secrets
 import string
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +42,9 @@ VERSION_HEADER = "1Password-Connect-Version"
 DEFAULT_HOST = "127.0.0.2"
 DEFAULT_PORT = 8080
 UNAUTHENTICATED = "unauthenticated"  # the client name of requests without a known token
+# Seconds until a client sees a write: within the provider's own wait after a write (ten polls with
+# backoff, about 3 seconds: connect_client.go `wait`), which fails the write beyond it.
+DEFAULT_SYNC_DELAY = 2.0
 
 # Connect IDs: 26 lowercase letters and digits (connect-sdk-go and ESO treat anything else as a title).
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -97,12 +109,21 @@ class ConnectStandIn:
     included, carries the version header.
     """
 
-    def __init__(self, tokens: Mapping[str, str] | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    def __init__(
+        self,
+        tokens: Mapping[str, str] | None = None,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        sync_delay: float = DEFAULT_SYNC_DELAY,
+    ):
         self.tokens = dict(tokens or {})
         self.host, self.port = host, port
+        self.sync_delay = sync_delay  # every client's, unless set_sync_delay gave it its own
+        self._client_delays: dict[str, float] = {}
         self._lock = threading.Lock()
         self._vaults: dict[str, dict[str, Any]] = {}  # id -> vault
-        self._items: dict[str, dict[str, dict[str, Any]]] = {}  # vault id -> item id -> item
+        # vault id -> item id -> the item's writes, oldest first: (when, the item then, or None once deleted)
+        self._writes: dict[str, dict[str, list[tuple[float, dict[str, Any] | None]]]] = {}
         self._files: dict[str, bytes] = {}  # file id -> content
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (client, method, route)
         self.log: list[tuple[str, str, str, int]] = []  # (client, method, route, status), in order
@@ -162,6 +183,41 @@ class ConnectStandIn:
     def is_up(self) -> bool:
         return self._server is not None
 
+    def set_sync_delay(self, seconds: float, client: str | None = None) -> None:
+        """How long until `client` (every client, without one) sees a write."""
+        if client is None:
+            self.sync_delay = seconds
+            self._client_delays.clear()
+        else:
+            self._client_delays[client] = seconds
+
+    def synced(self) -> None:
+        """Wait until every client sees every write made so far."""
+        delays = [self.sync_delay, *self._client_delays.values()]
+        with self._lock:
+            last = max((w[-1][0] for items in self._writes.values() for w in items.values()), default=0.0)
+        time.sleep(max(0.0, last + max(delays) - time.monotonic()))
+
+    # The item store ----------------------------------------------------------------------------
+
+    def _write(self, vault_id: str, item_id: str, item: dict[str, Any] | None, at: float | None = None) -> None:
+        self._writes[vault_id].setdefault(item_id, []).append((time.monotonic() if at is None else at, item))
+
+    def _latest(self, vault_id: str) -> dict[str, dict[str, Any]]:
+        """The vault as 1Password holds it, every write included."""
+        latest = {item_id: writes[-1][1] for item_id, writes in self._writes[vault_id].items()}
+        return {item_id: item for item_id, item in latest.items() if item is not None}
+
+    def _visible(self, vault_id: str, client: str) -> dict[str, dict[str, Any]]:
+        """The vault as `client`'s Connect serves it: the writes older than its sync delay."""
+        seen_before = time.monotonic() - self._client_delays.get(client, self.sync_delay)
+        visible = {}
+        for item_id, writes in self._writes[vault_id].items():
+            synced = [item for at, item in writes if at <= seen_before]
+            if synced and synced[-1] is not None:
+                visible[item_id] = synced[-1]
+        return visible
+
     # Data --------------------------------------------------------------------------------------
 
     def add_vault(self, name: str) -> str:
@@ -179,7 +235,7 @@ class ConnectStandIn:
                 "createdAt": now,
                 "updatedAt": now,
             }
-            self._items[vault_id] = {}
+            self._writes[vault_id] = {}
             return vault_id
 
     def vault_id(self, name: str) -> str:
@@ -196,12 +252,13 @@ class ConnectStandIn:
         fields: list[dict[str, Any]] | None = None,
         files: dict[str, bytes] | None = None,
     ) -> dict[str, Any]:
-        """Put an item straight into a vault (by name), as if made in the 1Password app."""
+        """Put an item straight into a vault (by name), as if made in the 1Password app before the
+        suite started: every client sees it at once."""
         vault_id = self.vault_id(vault)
         item: dict[str, Any] = {"title": title, "category": category, "vault": {"id": vault_id}}
         item["fields"] = fields or []
         with self._lock:
-            stored = self._store_new(vault_id, item)
+            stored = self._store_new(vault_id, item, at=float("-inf"))
             for name, content in (files or {}).items():
                 file_id = new_id()
                 self._files[file_id] = content
@@ -215,10 +272,27 @@ class ConnectStandIn:
                 )
             return json.loads(json.dumps(stored))
 
-    def items(self, vault: str) -> list[dict[str, Any]]:
-        """Deep copies of a vault's items (by vault name)."""
+    def edit_item(self, vault: str, title: str, fields: Mapping[str, str]) -> None:
+        """Change field values (by label) of an item, as a person does in the 1Password app: a new
+        version, which clients see after their sync delay."""
+        item = self.item(vault, title)
+        for field in item.get("fields", []):
+            if field["label"] in fields:
+                field["value"] = fields[field["label"]]
         with self._lock:
-            return json.loads(json.dumps(list(self._items[self.vault_id(vault)].values())))
+            item["version"] += 1
+            self._write(item["vault"]["id"], item["id"], item)
+
+    def delete_item(self, vault: str, title: str) -> None:
+        """Delete an item, as a person does in the 1Password app (clients see it after their delay)."""
+        item = self.item(vault, title)
+        with self._lock:
+            self._write(item["vault"]["id"], item["id"], None)
+
+    def items(self, vault: str) -> list[dict[str, Any]]:
+        """Deep copies of a vault's items (by vault name), as 1Password holds them."""
+        with self._lock:
+            return json.loads(json.dumps(list(self._latest(self.vault_id(vault)).values())))
 
     def item(self, vault: str, title: str) -> dict[str, Any]:
         matches = [i for i in self.items(vault) if i["title"] == title]
@@ -280,14 +354,16 @@ class ConnectStandIn:
         template, params = found
         args = parse_qs(query)
         with self._lock:
-            result = self._dispatch(method, template, params, args, body)
+            result = self._dispatch(method, template, params, args, body, client)
         if isinstance(result, bytes):
             return 200, "application/octet-stream", result
         if result is None:
             return 204, "", b""
         return 200, "application/json", json.dumps(result).encode()
 
-    def _dispatch(self, method: str, template: str, params: list[str], args: dict[str, list[str]], body: bytes) -> Any:
+    def _dispatch(
+        self, method: str, template: str, params: list[str], args: dict[str, list[str]], body: bytes, client: str
+    ) -> Any:
         if template == "/v1/vaults" and method == "GET":
             vaults = list(self._vaults.values())
             wanted = _filter(args, {"name", "title"})
@@ -295,16 +371,13 @@ class ConnectStandIn:
         vault = self._vault(params[0])
         if template == "/v1/vaults/{vault}" and method == "GET":
             return vault
-        items = self._items[vault["id"]]
+        items = self._visible(vault["id"], client)
         if template == "/v1/vaults/{vault}/items":
             if method == "GET":
                 wanted = _filter(args, {"title"})
                 return [_summary(i) for i in items.values() if wanted is None or i["title"] == wanted]
             if method == "POST":
-                new = _json_body(body)
-                if (new.get("vault") or {}).get("id") not in (None, vault["id"]):
-                    raise ApiError(400, "The item's vault does not match the path")
-                new["vault"] = {"id": vault["id"]}
+                new = _same_vault(_json_body(body), vault["id"])
                 return self._store_new(vault["id"], new)
             raise ApiError(405, "Method not allowed")
         item = items.get(params[1])
@@ -314,12 +387,10 @@ class ConnectStandIn:
             if method == "GET":
                 return item
             if method == "PUT":
-                return self._replace(vault["id"], item, _json_body(body))
+                return self._replace(vault["id"], item["id"], _same_vault(_json_body(body), vault["id"]))
             if method == "DELETE":
-                del items[item["id"]]
-                for file in item.get("files", []):
-                    self._files.pop(file["id"], None)
-                vault["items"] = len(items)
+                self._write(vault["id"], item["id"], None)
+                vault["items"] = len(self._latest(vault["id"]))
                 return None
             raise ApiError(405, "Method not allowed")
         if method != "GET":
@@ -342,21 +413,25 @@ class ConnectStandIn:
             raise ApiError(404, "Vault not found")
         return vault
 
-    def _store_new(self, vault_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    def _store_new(self, vault_id: str, item: dict[str, Any], at: float | None = None) -> dict[str, Any]:
         """A created item: new ID, version 1, IDs for sections and fields, generated values."""
         if not item.get("title") or not item.get("category"):
             raise ApiError(400, "An item needs a title and a category")
         now = _now()
         item = {**item, "id": new_id(), "version": 1, "createdAt": now, "updatedAt": now}
         _complete(item)
-        self._items[vault_id][item["id"]] = item
-        self._vaults[vault_id]["items"] = len(self._items[vault_id])
+        self._write(vault_id, item["id"], item, at)
+        self._vaults[vault_id]["items"] = len(self._latest(vault_id))
         return item
 
-    def _replace(self, vault_id: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        """PUT replaces the whole item. terraform-provider-onepassword v2.2.1 (connect_client.go
-        UpdateItem) notes that Connect's answer carries the version before the update, and then
-        polls GET until it sees that version plus one: this does the same."""
+    def _replace(self, vault_id: str, item_id: str, new: dict[str, Any]) -> dict[str, Any]:
+        """PUT replaces the whole item, its latest version in 1Password (the writer may not see that
+        one yet). terraform-provider-onepassword v2.2.1 (connect_client.go UpdateItem) notes that
+        Connect's answer carries the version before the update, and then polls GET until it sees that
+        version plus one: this does the same."""
+        old = self._latest(vault_id).get(item_id)
+        if old is None:
+            raise ApiError(404, "Item not found")
         if new.get("id") not in (None, old["id"]):
             raise ApiError(400, "The item's ID does not match the path")
         stored = {
@@ -370,13 +445,21 @@ class ConnectStandIn:
         if "files" in old:
             stored["files"] = old["files"]  # files are not replaced through PUT
         _complete(stored)
-        self._items[vault_id][old["id"]] = stored
+        self._write(vault_id, item_id, stored)
         return {**stored, "version": old["version"]}
 
     def _file_view(self, file: dict[str, Any], inline: bool) -> dict[str, Any]:
         if not inline:
             return file
         return {**file, "content": base64.b64encode(self._files[file["id"]]).decode()}
+
+
+def _same_vault(item: dict[str, Any], vault_id: str) -> dict[str, Any]:
+    """A written item names the vault of its path, or none (then it gets that one). Connect refuses
+    the others; connect-sdk-go takes a PUT's path from the item's own vault.id (connect/client.go)."""
+    if (item.get("vault") or {}).get("id") not in (None, vault_id):
+        raise ApiError(400, "The item's vault does not match the path")
+    return {**item, "vault": {"id": vault_id}}
 
 
 def _filter(args: dict[str, list[str]], attributes: set[str]) -> str | None:

@@ -26,6 +26,7 @@ import yaml
 
 from e2e import controlplane
 from e2e.controlplane import Cluster, HostProcess
+from e2e.plugin_schemas import describe_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = controlplane.CACHE
@@ -39,8 +40,8 @@ CONNECT_STANDIN = "http://127.0.0.2:8080"
 PULUMI_CLIENT = "pulumi"  # the Connect stand-in's name for the onepassword plugin's token
 
 # What must exist before any scenario can run: binaries from e2e/build-tools, and the provider
-# plugins in folders of the Python packages' versions (the engine wants an exact match); random,
-# time and onepassword are stand-ins (e2e/standin_providers.py).
+# plugins in folders of the Python packages' versions (the engine wants an exact match). kubernetes,
+# onepassword and time are built by e2e/build-tools; random is a stand-in (e2e/standin_providers.py).
 REQUIRED_BINARIES = (
     "pulumi",
     "pulumi-language-python",
@@ -61,11 +62,14 @@ ESO_VALUES = {
 }
 
 
+def plugin_binary(name: str, version: str) -> Path:
+    return PULUMI_HOME / "plugins" / f"resource-{name}-v{version}" / f"pulumi-resource-{name}"
+
+
 def missing_tools() -> list[str]:
     missing = [name for name in REQUIRED_BINARIES if not os.access(BIN / name, os.X_OK)]
     for name, version in PLUGINS:
-        plugin = PULUMI_HOME / "plugins" / f"resource-{name}-v{version}" / f"pulumi-resource-{name}"
-        if not os.access(plugin, os.X_OK):
+        if not os.access(plugin_binary(name, version), os.X_OK):
             missing.append(f"pulumi-resource-{name} v{version}")
     return missing
 
@@ -275,6 +279,41 @@ def run_tool(
     run = Run(f"{command} {stack}", code, "".join(lines), seconds, dict(sorted(requests.items())))
     FIGURES.run(label, run)
     return run
+
+
+def plugins_in_use() -> list[str]:
+    """One line per provider plugin: what the binary the engine will load is (bridged, built, stand-in)."""
+    return [f"plugin {name} {version}: {describe_plugin(plugin_binary(name, version))}" for name, version in PLUGINS]
+
+
+def served_by(project: Path, stack: str, env: Mapping[str, str]) -> list[str]:
+    """Which plugin served each resource type of the stack, from its state (`pulumi stack export`:
+    each resource names its provider; a provider resource names its plugin's package and version)."""
+    exported = subprocess.run(
+        ["pulumi", "stack", "export", "--stack", stack],
+        cwd=project,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    resources = json.loads(exported.stdout)["deployment"].get("resources") or []
+    plugins = {}
+    for resource in resources:
+        # The engine's own provider (StackReference) is no plugin.
+        if resource["type"].startswith("pulumi:providers:") and resource["type"] != "pulumi:providers:pulumi":
+            package = resource["type"].removeprefix("pulumi:providers:")
+            plugins[resource["urn"]] = (package, (resource.get("inputs") or {}).get("version", ""))
+    counts: Counter[tuple[str, tuple[str, str]]] = Counter()
+    for resource in resources:
+        provider = (resource.get("provider") or "").rsplit("::", 1)[0]
+        if provider in plugins:
+            counts[(resource["type"], plugins[provider])] += 1
+    described = {(name, version): describe_plugin(plugin_binary(name, version)) for name, version in PLUGINS}
+    return [
+        f"{kind} x{n}: plugin {package} {version}, {described.get((package, version), 'not a plugin of the suite')}"
+        for (kind, (package, version)), n in sorted(counts.items())
+    ]
 
 
 def stack_outputs(project: Path, stack: str, env: Mapping[str, str]) -> dict[str, Any]:

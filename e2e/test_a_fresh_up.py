@@ -3,8 +3,9 @@
 import bcrypt
 
 from components.admin_secret import ARGOCD_SECRET_KEYS
+from e2e import harness
 from e2e.conftest import Deployment, SecretWatch
-from e2e.harness import secret_data
+from e2e.harness import FIGURES, secret_data
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 EXTERNAL_SECRET = "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret"
@@ -31,6 +32,11 @@ def test_fresh_up_converges_in_two_runs_and_argocd_secret_comes_from_1password(p
     matches = bcrypt.checkpw(password.value.encode(), data["admin.password"].value.encode())
     assert matches, "the argocdAdminPassword output does not match admin.password"
     assert primary.connect.item_fields("HomeLab", "argo-admin")["password"] == password
+
+    # Which plugin served what: the onepassword items and time come from the bridged Terraform providers.
+    for line in harness.served_by(primary.project, primary.stack, primary.env):
+        print(line, flush=True)
+        FIGURES.note(f"a: {line}")
 
     metadata = secret["metadata"]
     assert metadata["annotations"].get("helm.sh/resource-policy") == "keep"

@@ -1,5 +1,6 @@
-"""Scenario f: faults. Connect down or failing during `up`, ESO stopped during the first run, and
-`destroy`, on a stack of their own (`e2e-faults`, cluster 2, working vault E2EFaults).
+"""Scenario f: faults. A title the vault already holds, Connect down or failing during `up`, ESO
+stopped during the first run, and `destroy`, on a stack of their own (`e2e-faults`, cluster 2,
+working vault E2EFaults).
 
 The tests run in order on one stack: each starts from where the previous one left it.
 """
@@ -57,6 +58,29 @@ class When(threading.Thread):
         return self.fired.is_set()
 
 
+def test_a_title_the_vault_holds_already_stops_preview_and_up_before_anything_is_made(
+    faults: Deployment, connect: Connect
+) -> None:
+    """The reference steps make `argocd-secret` by hand; the real provider would post a second one,
+    and ESO would refuse both (cluster_secrets/preflight.py)."""
+    standin = connect.standin
+    standin.add_item(FAULTS_VAULT, "argocd-secret", "SECURE_NOTE")
+    try:
+        for command in ("preview", "up"):
+            run = faults.tool(command, f"f: a title the vault holds, {command}")
+            assert run.code == 2, f"{command} did not stop (its output is above)"
+            assert f"1Password vault '{FAULTS_VAULT}' already holds items with the titles this stack" in run.output
+            assert "'argocd-secret' (item " in run.output and "cluster-secrets:argocdSecretItem" in run.output
+            assert "argo-admin" not in run.output and "Nothing was changed" in run.output
+            assert [route for route in run.requests if not route.startswith("GET ")] == []
+        assert [item["title"] for item in standin.items(FAULTS_VAULT)] == ["argocd-secret"]
+        assert faults.outputs() == {}
+        assert faults.get("/api/v1/namespaces/argocd") is None
+    finally:
+        standin.delete_item(FAULTS_VAULT, "argocd-secret")
+        standin.synced()
+
+
 @pytest.mark.parametrize("fault", ["down", 429, 500])
 def test_connect_down_or_failing_stops_a_fresh_up_before_anything_is_registered(
     faults: Deployment, connect: Connect, fault: Any
@@ -70,8 +94,9 @@ def test_connect_down_or_failing_stops_a_fresh_up_before_anything_is_registered(
         run = faults.tool("up", f"f: Connect {fault} on a new stack")
     finally:
         standin.recover()
+    # The tool's preflight reads the working vault first, and says so.
     assert run.code == 1
-    assert "1Password: could not read vault 'InitHomeLab'" in run.output
+    assert "error: before up, reading 1Password:" in run.output
     assert faults.outputs() == {}
     assert faults.get("/api/v1/namespaces/argocd") is None
 

@@ -7,6 +7,8 @@ JSON shapes and event-log lines. $FAKE_PULUMI_SCENARIO says how deployments go:
   stuck      - every `up` leaves the chart's Secret synced (the hand-off never completes)
   fails      - `up` fails
 It reports version 3.205.0, the last whose Automation API tails a file for engine events.
+A deployed stack's state (`stack export`/`import`) holds the two 1Password items and the ExternalSecret
+that depends on one of them; secrets in it are ciphertext, as the CLI exports them.
 """
 
 import json
@@ -14,10 +16,31 @@ import os
 import sys
 from pathlib import Path
 
-HOME = Path(os.environ["FAKE_PULUMI_DIR"])
+HOME = Path(os.environ.get("FAKE_PULUMI_DIR", "."))  # the tests import the constants below
 STATE = HOME / "state.json"
 SCENARIO = os.environ.get("FAKE_PULUMI_SCENARIO", "converges")
 RESOURCES = ["connect-namespace", "connect-release", "external-secrets-store", "argocd-release"]
+MTIME = "2026-11-28T09:00:00Z"  # argocdAdminPasswordMtime of every deployment
+PREFIX = "urn:pulumi:homelab::cluster-secrets::"
+SECRET_ITEM = PREFIX + "cluster-secrets:index:ArgoCD$onepassword:index/item:Item::argocd-secret-item"
+ADMIN_ITEM = PREFIX + "cluster-secrets:index:ArgoCD$onepassword:index/item:Item::argocd-admin-item"
+EXTERNAL_SECRET = PREFIX + "cluster-secrets:index:ArgoCD$kubernetes:external-secrets.io/v1beta1:ExternalSecret::es"
+CIPHERTEXT = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
+
+
+def deployed_resources() -> list[dict]:
+    item = "onepassword:index/item:Item"
+    return [
+        {"urn": SECRET_ITEM, "type": item, "outputs": {"title": "argocd-secret", "uuid": "item1", "vault": "vault1"}},
+        {"urn": ADMIN_ITEM, "type": item, "outputs": {"title": "argo-admin", "uuid": "item2", "vault": "vault1"}},
+        {
+            "urn": EXTERNAL_SECRET,
+            "type": "kubernetes:external-secrets.io/v1beta1:ExternalSecret",
+            "inputs": {"password": CIPHERTEXT},
+            "dependencies": [SECRET_ITEM],
+            "propertyDependencies": {"spec": [SECRET_ITEM]},
+        },
+    ]
 
 
 def option(args: list[str], name: str) -> str | None:
@@ -75,6 +98,10 @@ def next_outputs(previous: dict) -> tuple[dict, dict[str, int]]:
     outputs = {
         "connectHost": "http://onepassword-connect.onepassword.svc.cluster.local:8080",
         "argocdAdminPassword": "fake-admin-password",
+        "argocdAdminPasswordMtime": MTIME,
+        "argocdNamespace": "argocd",
+        "secretStoreName": "one-secretstore",
+        "chartVersions": {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "10.1.1"},
     }
     if not previous:
         return {**outputs, "argocdCreateSecret": True, "argocdSecretSynced": True}, {"create": 20}
@@ -96,7 +123,16 @@ def main(raw: list[str]) -> None:
         if stack_name not in stacks:
             fail(f"no stack named '{stack_name}' found")
     elif args[:2] == ["stack", "init"]:
-        stacks[args[2]] = {"outputs": {}, "history": []}
+        stacks[args[2]] = {"outputs": {}, "history": [], "resources": []}
+    elif args[:2] == ["stack", "export"]:
+        print(json.dumps({"version": 3, "deployment": {"resources": stacks[stack_name]["resources"]}}))
+    elif args[:2] == ["stack", "import"]:
+        imported = json.loads(Path(str(option(args, "--file"))).read_text())
+        stacks[stack_name]["resources"] = imported["deployment"]["resources"]
+        with open(HOME / "imported.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(imported) + "\n")
+    elif args[:1] == ["config"]:
+        print(json.dumps({}))
     elif args[:2] == ["stack", "output"]:
         outputs = dict(stacks[stack_name]["outputs"])
         if "--show-secrets" not in args and "argocdAdminPassword" in outputs:
@@ -110,6 +146,7 @@ def main(raw: list[str]) -> None:
             fail("update failed: ExternalSecret argocd/argocd-secret did not become Ready")
         stack = stacks[stack_name]
         stack["outputs"], changes = next_outputs(stack["outputs"])
+        stack["resources"] = deployed_resources()
         write_events(args, changes)
         record(stack, "update", changes)
         print(f"Updating ({stack_name}): done")
@@ -118,7 +155,7 @@ def main(raw: list[str]) -> None:
         print(f"Previewing update ({stack_name}): done")
     elif args[0] == "destroy":
         stack = stacks[stack_name]
-        stack["outputs"] = {}
+        stack["outputs"], stack["resources"] = {}, []
         write_events(args, {"delete": 20})
         record(stack, "destroy", {"delete": 20})
     else:

@@ -1,11 +1,13 @@
 """The 1Password Connect stand-in of the e2e suite (e2e/connect_standin.py), over real HTTP on loopback.
 
 The requests are shaped as connect-sdk-go v1.5.3 sends them (the client of both pulumi-onepassword and
-ESO), so a stand-in that would fail those clients fails here first.
+ESO), so a stand-in that would fail those clients fails here first. Writes sync at once here
+(`sync_delay=0`) except in the tests of the sync delay.
 """
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ TOKENS: dict[str, str] = {}  # client name -> token, of the running stand-in
 
 @pytest.fixture
 def standin() -> Iterator[ConnectStandIn]:
-    with ConnectStandIn(host="127.0.0.1", port=0) as server:
+    with ConnectStandIn(host="127.0.0.1", port=0, sync_delay=0) as server:
         TOKENS.clear()
         TOKENS.update(
             seed(
@@ -158,6 +160,54 @@ def test_writes_that_do_not_match_the_path_are_refused(standin: ConnectStandIn) 
     assert call(standin, "POST", f"/v1/vaults/{home}/items", item)[0] == 400
     assert call(standin, "POST", f"/v1/vaults/{home}/items", {"category": "LOGIN"})[0] == 400
     assert standin.items("HomeLab") == []
+    # A PUT's body names the vault its path has (connect-sdk-go builds the path from item.vault.id);
+    # a body naming another vault, as terraform-provider-onepassword sends for a vault given by name, is refused.
+    status, _, body = call(standin, "POST", f"/v1/vaults/{home}/items", {**item, "vault": {"id": home}})
+    created = json.loads(body)
+    item_path = f"/v1/vaults/{home}/items/{created['id']}"
+    for vault in (init, "HomeLab"):
+        status, _, body = call(standin, "PUT", item_path, {**created, "title": "y", "vault": {"id": vault}})
+        assert (status, json.loads(body)["message"]) == (400, "The item's vault does not match the path")
+    assert standin.item("HomeLab", "x")["version"] == 1
+
+
+def test_a_write_is_seen_after_each_clients_sync_delay(standin: ConnectStandIn) -> None:
+    """connect_client.go (terraform-provider-onepassword v2.2.1): Connect's sync service "needs time to
+    sync changes from the remote service to the local database"; Create polls for version 1, Update
+    for the answered version plus one. Each client's Connect syncs on its own."""
+    home = vault_id(standin, "HomeLab")
+    standin.set_sync_delay(0.6)
+    standin.set_sync_delay(1.2, client="homelab-2")
+    by_title = f"/v1/vaults/{home}/items?filter=title+eq+%22x%22"
+    status, _, body = call(standin, "POST", f"/v1/vaults/{home}/items", {"title": "x", "category": "LOGIN"})
+    created = json.loads(body)
+    item_path = f"/v1/vaults/{home}/items/{created['id']}"
+    written = time.monotonic()
+    assert call(standin, "GET", item_path)[0] == 404 and get_json(standin, by_title) == []
+    assert standin.item("HomeLab", "x")["version"] == 1  # 1Password itself has it
+    time.sleep(max(0.0, written + 0.7 - time.monotonic()))
+    assert get_json(standin, item_path)["version"] == 1
+    assert call(standin, "GET", item_path, client="homelab-2")[0] == 404
+    standin.synced()
+    assert call(standin, "GET", item_path, client="homelab-2")[0] == 200
+
+    status, _, body = call(standin, "PUT", item_path, {**created, "title": "x", "tags": ["new"]})
+    assert (status, json.loads(body)["version"]) == (200, 1)
+    assert get_json(standin, item_path)["version"] == 1  # not synced yet: the old version
+    standin.synced()
+    assert get_json(standin, item_path)["version"] == 2
+
+    # Edits and deletions made in the 1Password app sync the same way.
+    standin.edit_item("InitHomeLab", "onepassword-connect-token", {"password": "rotated"})
+    init = vault_id(standin, "InitHomeLab")
+    token_item = standin.item("InitHomeLab", "onepassword-connect-token")
+    token_path = f"/v1/vaults/{init}/items/{token_item['id']}"
+    assert get_json(standin, token_path)["fields"][0]["value"] == TOKENS["homelab"]
+    standin.delete_item("HomeLab", "x")
+    assert call(standin, "GET", item_path)[0] == 200 and standin.items("HomeLab") == []
+    standin.synced()
+    assert get_json(standin, token_path)["fields"][0]["value"] == "rotated"
+    assert call(standin, "GET", item_path)[0] == 404 and get_json(standin, by_title) == []
 
 
 def test_requests_are_counted_by_client_and_route_template_not_by_id(standin: ConnectStandIn) -> None:

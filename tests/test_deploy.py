@@ -1,20 +1,42 @@
 """The Automation API glue, run against a fake `pulumi` executable (tests/fake_pulumi.py) on PATH.
 
-No real deployment happens here: the fake answers as the CLI does for the calls the glue makes.
+No real deployment happens here: the fake answers as the CLI does for the calls the glue makes. The
+preflight is the real one (cluster_secrets/preflight.py) over a fake vault; the cluster is a fake.
 """
 
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from pulumi import automation as auto
 
-from cluster_secrets import converge, deploy
+from cluster_secrets import converge, deploy, preflight
+from cluster_secrets.onepassword import ItemSummary, OnePasswordError
+from components.config import StackConfig
+from tests import fake_pulumi
 from tests.conftest import ROOT
+from tests.fake_cluster import FakeCluster, b64
 
 FAKE = Path(__file__).with_name("fake_pulumi.py")
+
+
+class FakeVaults:
+    """The working vault HomeLab (ID vault1) as the preflight reads it: its item list."""
+
+    def __init__(self) -> None:
+        self.listed: list[ItemSummary] = []
+
+    def vault_id(self, name: str) -> str:
+        assert name == "HomeLab"
+        return "vault1"
+
+    def items(self, vault_id: str) -> list[ItemSummary]:
+        assert vault_id == "vault1"
+        return list(self.listed)
 
 
 class FakeCli:
@@ -31,6 +53,17 @@ class FakeCli:
         for name in ("Pulumi.yaml", "Pulumi.homelab.yaml"):
             shutil.copy(ROOT / name, self.project / name)
         self.lines: list[str] = []
+        self.vaults = FakeVaults()
+        self.reader: Callable[[object, object], FakeVaults] = lambda config, environ: self.vaults
+        self.cluster = FakeCluster()
+
+    def checks(self) -> deploy.Checks:
+        def check(
+            stack: auto.Stack, config: StackConfig | None, command: str, environ: Mapping[str, str], say: deploy.Print
+        ) -> None:
+            preflight.check(stack, config, command, environ, say, vaults=self.reader)
+
+        return deploy.Checks(preflight=check, cluster=lambda path, context: self.cluster, wait_seconds=0)
 
     def environ(self, scenario: str = "converges", **extra: str) -> dict[str, str]:
         return {
@@ -38,6 +71,7 @@ class FakeCli:
             "FAKE_PULUMI_DIR": str(self.home),
             "FAKE_PULUMI_SCENARIO": scenario,
             "PULUMI_CONFIG_PASSPHRASE": "test-passphrase",
+            "KUBECONFIG": str(self.project / "Pulumi.yaml"),  # any existing file: the fake cluster ignores it
             **extra,
         }
 
@@ -55,6 +89,7 @@ class FakeCli:
                 say=self.lines.append,
                 environ=dict(os.environ),
                 complain=self.lines.append,
+                checks=self.checks(),
             )
         finally:
             os.environ.clear()
@@ -71,6 +106,13 @@ class FakeCli:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+    def imported(self) -> list[dict]:
+        """The deployments the tool imported, in order."""
+        return [c for c in self.calls if c["args"][:2] == ["stack", "import"]]
+
+    def resources(self) -> list[dict]:
+        return json.loads((self.home / "state.json").read_text())["stacks"]["homelab"]["resources"]
 
 
 @pytest.fixture
@@ -164,3 +206,83 @@ def test_preview_and_destroy(cli):
     assert cli.run("destroy", **cli.environ()) == converge.EXIT_OK
     assert "Destroyed homelab: delete 20." in cli.text
     assert [c.split()[0] for c in cli.commands() if c.split()[0] in ("preview", "destroy")] == ["preview", "destroy"]
+
+
+def test_preview_stops_before_pulumi_when_the_vault_holds_a_title_of_this_stack(cli):
+    cli.vaults.listed = [ItemSummary("made-by-hand", "argocd-secret"), ItemSummary("other", "unrelated")]
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_USAGE
+    assert "1Password vault 'HomeLab' already holds items with the titles this stack would create" in cli.text
+    assert "'argocd-secret' (item made-by-hand), named by cluster-secrets:argocdSecretItem" in cli.text
+    assert "argo-admin" not in cli.text and "got 2" in cli.text
+    assert not [c for c in cli.commands() if c.startswith(("preview", "up"))]
+
+
+def test_the_stacks_own_items_are_not_taken_for_others(cli):
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    cli.vaults.listed = [ItemSummary("item1", "argocd-secret"), ItemSummary("item2", "argo-admin")]
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    assert cli.imported() == [] and "deleted" not in cli.text
+
+
+def test_up_takes_an_item_deleted_by_hand_out_of_the_state_and_creates_it_again(cli):
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    cli.vaults.listed = [ItemSummary("item2", "argo-admin")]  # argocd-secret (item1) was deleted
+    cli.lines.clear()
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_OK
+    assert "'argocd-secret' (item item1 in vault vault1)" in cli.text and "`up` takes them out" in cli.text
+    assert cli.imported() == []
+
+    before = len(cli.calls)
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    assert "this `up` creates them again with the same contents" in cli.text
+    later = [" ".join(c["args"][:2]) for c in cli.calls[before:]]
+    assert later.index("stack import") < later.index("up --yes")
+    (call,) = cli.imported()
+    assert call["args"][-2:] == ["--stack", "homelab"]
+    # The state goes out and back as ciphertext: never exported with --show-secrets.
+    exports = [c["args"] for c in cli.calls if c["args"][:2] == ["stack", "export"]]
+    assert exports and all("--show-secrets" not in args for args in exports)
+    (imported,) = [json.loads(line) for line in (cli.home / "imported.jsonl").read_text().splitlines()]
+    kept = imported["deployment"]["resources"]
+    assert [r["urn"] for r in kept] == [fake_pulumi.ADMIN_ITEM, fake_pulumi.EXTERNAL_SECRET]
+    assert kept[1]["inputs"]["password"] == fake_pulumi.CIPHERTEXT and kept[1]["dependencies"] == []
+
+
+def test_the_repaired_state_keeps_every_other_resource_and_its_ciphertext():
+    resources = fake_pulumi.deployed_resources()
+    repaired = preflight.without({"resources": resources}, {fake_pulumi.SECRET_ITEM})
+    assert [r["urn"] for r in repaired["resources"]] == [fake_pulumi.ADMIN_ITEM, fake_pulumi.EXTERNAL_SECRET]
+    external_secret = repaired["resources"][1]
+    assert external_secret["dependencies"] == [] and external_secret["propertyDependencies"] == {"spec": []}
+    assert external_secret["inputs"]["password"] == fake_pulumi.CIPHERTEXT
+    assert resources[2]["dependencies"] == [fake_pulumi.SECRET_ITEM]  # the original is left as it was
+
+
+def test_destroy_goes_on_after_an_item_was_deleted_by_hand(cli):
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    cli.vaults.listed = [ItemSummary("item1", "argocd-secret")]
+    assert cli.run("destroy", **cli.environ()) == converge.EXIT_OK
+    assert "'argo-admin' (item item2 in vault vault1)" in cli.text and "as they are gone already" in cli.text
+    assert len(cli.imported()) == 1 and cli.resources() == []
+
+
+def test_up_confirms_that_argocd_secret_holds_what_was_deployed(cli):
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    assert f"argocd-secret has admin.passwordMtime {fake_pulumi.MTIME}." in cli.text
+    cli.cluster.get("secret", "argocd", "argocd-secret")["data"]["admin.passwordMtime"] = b64("2026-01-01T00:00:00Z")
+    cli.lines.clear()
+    assert cli.run(**cli.environ()) == converge.EXIT_NOT_CONVERGED
+    assert f"admin.passwordMtime 2026-01-01T00:00:00Z, the stack's is {fake_pulumi.MTIME}" in cli.text
+    assert "Stack homelab: 1 run(s)" in cli.text  # the summary still comes
+
+
+def test_a_1password_that_cannot_be_read_stops_the_run_before_pulumi(cli):
+    def unreachable(config: object, environ: object) -> FakeVaults:
+        raise OnePasswordError("cannot reach Connect at http://connect:8080: connection refused")
+
+    cli.reader = unreachable
+    assert cli.run(**cli.environ()) == converge.EXIT_FAILED
+    assert cli.lines[-1] == (
+        "error: before up, reading 1Password: cannot reach Connect at http://connect:8080: connection refused"
+    )
+    assert "up --yes" not in cli.commands()

@@ -6,14 +6,17 @@ import json
 import bcrypt
 import pytest
 
+from cluster_secrets import offline
 from cluster_secrets.offline import FAKE_TIMESTAMP, plaintext_strings
 from components import outputs
 from components.admin_secret import ARGOCD_SECRET_KEYS
+from components.connect import CREDENTIALS_DIGEST, credentials_digest
 from tests.conftest import (
     CANARIES,
     CANARY_TOKEN,
     CREDENTIALS_TEXT,
     Run,
+    default_vaults,
     run_stack,
 )
 
@@ -123,9 +126,27 @@ def test_connect_uses_our_secret_behind_a_cluster_ip(homelab):
             "credentialsName": "op-credentials",
             "credentialsKey": "1password-credentials.json",
             "serviceType": "ClusterIP",
+            "podAnnotations": {CREDENTIALS_DIGEST: credentials_digest(CREDENTIALS_TEXT, CANARY_TOKEN)},
         }
     }
     assert depends_on(homelab, "connect-release", "connect-credentials")
+
+
+def test_connect_restarts_when_its_credentials_or_token_change(homelab):
+    """FACTS.md (the real 1Password provider): Connect reads its credentials at start only."""
+    annotations = homelab.named("connect-release").inputs["values"]["connect"]["podAnnotations"]
+    assert not offline.is_secret(annotations[CREDENTIALS_DIGEST])  # a digest, plain in the release's values
+    vaults = default_vaults()
+    vaults["InitHomeLab"]["onepassword-connect-token"] = {"password": "another-token"}
+    rotated = run_stack(vaults=vaults).named("connect-release").plain["values"]["connect"]["podAnnotations"]
+    assert rotated[CREDENTIALS_DIGEST] != annotations[CREDENTIALS_DIGEST]
+    assert credentials_digest(CREDENTIALS_TEXT, "another-token") == rotated[CREDENTIALS_DIGEST]
+    assert credentials_digest(CREDENTIALS_TEXT + " ", CANARY_TOKEN) != annotations[CREDENTIALS_DIGEST]
+
+
+def test_the_cluster_provider_changes_secrets_in_place(homelab):
+    """A Secret replaced is deleted before its new copy exists (FACTS.md, the real 1Password provider)."""
+    assert homelab.one("pulumi:providers:kubernetes", "cluster").plain["enableSecretMutable"] == "true"
 
 
 def test_eso_release_keeps_its_crds(homelab):

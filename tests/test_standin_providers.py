@@ -1,14 +1,13 @@
-"""The STAND-IN provider plugins of the e2e suite (e2e/standin_providers.py): not the real random, time
-and onepassword providers, which cannot be built here. These tests pin what the stand-ins promise:
-replace rules, output shapes, secret marking, the Connect calls, the installer, and the gRPC plugin
-protocol (a real subprocess on loopback)."""
+"""The STAND-IN random provider plugin of the e2e suite (e2e/standin_providers.py): not the real
+pulumi-random, which cannot be built here. These tests pin what the stand-in promises: replace rules,
+output shapes, secret marking, the installer, and the gRPC plugin protocol (a real subprocess on
+loopback)."""
 
 import base64
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from google.protobuf import empty_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from e2e import standin_providers as sp
-from e2e.connect_standin import ConnectStandIn, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,27 +65,6 @@ def test_nothing_changed_is_diff_none() -> None:
     assert list(response.replaces) == []
 
 
-def test_static_replaced_with_its_triggers_only() -> None:
-    static = sp.Static()
-    olds = {"triggers": {"password": sp.secret("a")}, **sp.static_outputs(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))}
-    inputs = {"triggers": {"password": sp.secret("a")}}
-    assert static.diff(inputs, dict(inputs), olds).changes == {}
-    assert static.diff(inputs, {"triggers": {"password": sp.secret("b")}}, olds).replaces == ["triggers"]
-    assert static.diff(inputs, {**inputs, "rfc3339": "2026-01-02T03:04:05Z"}, olds).changes == {}
-    assert static.diff(inputs, {**inputs, "rfc3339": "2027-01-02T03:04:05Z"}, olds).replaces == ["rfc3339"]
-
-
-def test_item_updates_in_place_and_replaces_on_vault_or_category() -> None:
-    item = sp.Item(sp.Connection())
-    olds, _ = item.check({"vault": "v1", "title": "admin", "username": "admin", "password": sp.secret("p1")})
-    assert item.diff(olds, dict(olds), olds).changes == {}
-    changed = item.diff(olds, {**olds, "password": sp.secret("p2")}, olds)
-    assert changed.changes == {"password": ("update", False)}
-    assert changed.replaces == []
-    assert item.diff(olds, {**olds, "vault": "v2"}, olds).replaces == ["vault"]
-    assert item.diff(olds, {**olds, "category": "password"}, olds).replaces == ["category"]
-
-
 # --- checks and outputs --------------------------------------------------------------------------
 
 
@@ -124,169 +101,59 @@ def test_random_bytes_outputs_agree_and_are_secret() -> None:
 def test_preview_creates_return_unknowns() -> None:
     assert sp.RandomPassword().create({"length": 8}, preview=True).outputs["result"] == sp.UNKNOWN
     assert sp.RandomBytes().create({"length": 8}, preview=True).outputs["hex"] == sp.UNKNOWN
-    assert sp.Static().create({"triggers": {}}, preview=True).outputs["rfc3339"] == sp.UNKNOWN
-    # No Connect configured: a preview create must not need it.
-    assert sp.Item(sp.Connection()).create({"vault": "v", "title": "t"}, preview=True).outputs["uuid"] == sp.UNKNOWN
-
-
-def test_static_outputs() -> None:
-    created = sp.Static().create({"triggers": {"password": sp.secret("x")}}, preview=False)
-    outputs = created.outputs
-    parsed = datetime.strptime(outputs["rfc3339"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert created.id == outputs["rfc3339"] == outputs["id"]
-    assert outputs["unix"] == int(parsed.timestamp())
-    assert (outputs["year"], outputs["month"], outputs["day"]) == (parsed.year, parsed.month, parsed.day)
-    assert (outputs["hour"], outputs["minute"], outputs["second"]) == (parsed.hour, parsed.minute, parsed.second)
-    given = sp.Static().create({"rfc3339": "2026-03-04T05:06:07Z"}, preview=False).outputs
-    assert (given["rfc3339"], given["unix"], given["second"]) == ("2026-03-04T05:06:07Z", 1772600767, 7)
-    assert sp.Static().check({"rfc3339": "yesterday"})[1][0][0] == "rfc3339"
-
-
-def test_item_body_keeps_section_and_field_ids() -> None:
-    inputs = {
-        "vault": "v",
-        "title": "argocd-secret",
-        "category": "secure_note",
-        "sections": [{"label": "s", "fields": [{"label": "k", "type": "CONCEALED", "value": sp.secret("v1")}]}],
-    }
-    first = sp.item_body(inputs, "v")
-    assert first["category"] == "SECURE_NOTE"
-    [section] = first["sections"]
-    [entry] = first["fields"]
-    assert entry["section"] == {"id": section["id"]} and entry["value"] == "v1"
-    previous = {"sections": [{"id": section["id"], "label": "s", "fields": [{"id": entry["id"], "label": "k"}]}]}
-    second = sp.item_body(inputs, "v", previous)
-    assert second["sections"][0]["id"] == section["id"] and second["fields"][0]["id"] == entry["id"]
-    login = sp.item_body({"title": "admin", "category": "login", "username": "admin", "password": "p"}, "v")
-    assert [(f["purpose"], f["value"]) for f in login["fields"]] == [("USERNAME", "admin"), ("PASSWORD", "p")]
-
-
-# --- onepassword against the Connect stand-in ----------------------------------------------------
-
-
-@pytest.fixture
-def connect() -> Iterator[tuple[ConnectStandIn, sp.Connection]]:
-    with ConnectStandIn(host="127.0.0.1", port=0) as server:
-        tokens = seed(server, {"pulumi": ("creds", "token")}, init_vault="Init", working_vault="Work")
-        connection = sp.Connection()
-        connection.configure({}, {}, {"OP_CONNECT_HOST": server.url, "OP_CONNECT_TOKEN": tokens["pulumi"]})
-        yield server, connection
-
-
-def test_configure_reads_config_before_environment() -> None:
-    connection = sp.Connection()
-    connection.configure(
-        {"url": "http://from-args", "token": sp.secret("t")},
-        {},
-        {"OP_CONNECT_HOST": "http://env", "OP_CONNECT_TOKEN": "e"},
-    )
-    assert connection.get().url == "http://from-args" and connection.get().token == "t"
-    connection.configure({}, {"onepassword:config:url": "http://var", "onepassword:config:token": "v"}, {})
-    assert connection.get().url == "http://var"
-    connection.configure({}, {}, {"OP_SERVICE_ACCOUNT_TOKEN": "sa"})
-    with pytest.raises(sp.ProviderError, match="Connect only"):
-        connection.get()
-
-
-def test_get_vault_and_get_item(connect: tuple[ConnectStandIn, sp.Connection]) -> None:
-    server, connection = connect
-    client = connection.get()
-    vault = sp.get_vault(client, {"name": "Init"})
-    assert vault["uuid"] == server.vault_id("Init") and vault["name"] == "Init"
-    creds = sp.get_item(client, {"vault": vault["uuid"], "title": "creds"})
-    [file] = creds["files"]
-    assert file["name"] == "1password-credentials.json"
-    content = base64.b64decode(unwrap_secret(file["contentBase64"]))
-    assert b"encCredentials" in content and unwrap_secret(file["content"]) == content.decode()
-    token = sp.get_item(client, {"vault": vault["uuid"], "title": "token"})
-    assert token["category"] == "password"
-    assert unwrap_secret(token["password"]) == server.item("Init", "token")["fields"][0]["value"]
-    with pytest.raises(sp.ProviderError, match="found 0"):
-        sp.get_item(client, {"vault": vault["uuid"], "title": "missing"})
-
-
-def test_get_item_maps_fields_as_the_data_source_documents(connect: tuple[ConnectStandIn, sp.Connection]) -> None:
-    server, connection = connect
-    credential = {"id": "credential", "label": "credential", "type": "CONCEALED", "value": "api-token"}
-    server.add_item("Init", "api", "API_CREDENTIAL", fields=[credential])
-    server.add_item("Init", "not-api", "PASSWORD", fields=[{**credential, "value": "other"}])
-    server.add_item("Init", "by-label", "LOGIN", fields=[{"id": "x", "label": "username", "value": "admin"}])
-    client = connection.get()
-    api = sp.get_item(client, {"vault": "Init", "title": "api"})  # a vault name works too
-    assert unwrap_secret(api["credential"]) == "api-token" and api["category"] == "api_credential"
-    assert "credential" not in sp.get_item(client, {"vault": "Init", "title": "not-api"})
-    assert sp.get_item(client, {"vault": "Init", "title": "by-label"})["username"] == "admin"
-    with pytest.raises(sp.ProviderError, match="found 0"):
-        sp.get_vault(client, {"name": "Nope"})
-
-
-def test_item_lifecycle_through_connect(connect: tuple[ConnectStandIn, sp.Connection]) -> None:
-    server, connection = connect
-    item = sp.Item(connection)
-    vault_id = server.vault_id("Work")
-    inputs, _ = item.check(
-        {
-            "vault": vault_id,
-            "title": "argocd-secret",
-            "category": "secure_note",
-            "sections": [{"label": "argocd-secret", "fields": [{"label": "k", "value": sp.secret("one")}]}],
-        }
-    )
-    created = item.create(inputs, preview=False)
-    assert created.id == f"vaults/{vault_id}/items/{created.outputs['uuid']}"
-    [section] = created.outputs["sections"]
-    assert section["id"] and section["fields"][0]["type"] == "STRING"
-    assert unwrap_secret(section["fields"][0]["value"]) == "one"
-    stored = server.item("Work", "argocd-secret")
-    assert stored["fields"][0]["value"] == "one"
-
-    news = {**inputs, "sections": [{"label": "argocd-secret", "fields": [{"label": "k", "value": sp.secret("two")}]}]}
-    updated = item.update(created.id, created.outputs, news, preview=False)
-    again = server.item("Work", "argocd-secret")
-    assert again["version"] == 2 and again["fields"][0]["value"] == "two"
-    assert again["fields"][0]["id"] == stored["fields"][0]["id"]  # IDs kept across updates
-    assert updated["sections"][0]["id"] == section["id"]
-    assert item.read(created.id, updated, news)[0] == created.id
-
-    item.delete(created.id, updated)
-    assert server.items("Work") == []
-    assert item.read(created.id, updated, news) == ("", {}, {})  # gone: the engine drops it
-
-
-def test_connect_failures_are_clear_errors(connect: tuple[ConnectStandIn, sp.Connection]) -> None:
-    server, connection = connect
-    server.fail_with(500)
-    with pytest.raises(sp.ProviderError, match="answered GET /v1/vaults with 500"):
-        sp.get_vault(connection.get(), {"name": "Init"})
-    server.recover()
-    server.go_down()
-    with pytest.raises(sp.ProviderError, match="cannot reach 1Password Connect"):
-        sp.Item(connection).create({"vault": "Work", "title": "x", "category": "login"}, preview=False)
-    server.recover()
+    assert sp.RandomPassword().create({"length": 8}, preview=True).outputs["bcryptHash"] == sp.UNKNOWN
+    assert sp.RandomBytes().create({"length": 8}, preview=True).outputs["base64"] == sp.UNKNOWN
 
 
 # --- installer -----------------------------------------------------------------------------------
 
 
-def test_install_is_idempotent_and_uninstall_leaves_real_plugins(tmp_path: Path) -> None:
+def test_install_writes_only_random_and_is_idempotent(tmp_path: Path) -> None:
     first = sp.install(tmp_path, ROOT)
-    assert all(line.startswith("installed") for line in first)
-    assert all(line.startswith("up to date") for line in sp.install(tmp_path, ROOT))
+    assert len(first) == 1 and first[0].startswith("installed")
+    assert sp.install(tmp_path, ROOT) == [first[0].replace("installed", "up to date", 1)]
     script = sp.plugin_path("random", tmp_path)
     assert script == tmp_path / "resource-random-v4.21.4" / "pulumi-resource-random"
     assert os.access(script, os.X_OK)
     text = script.read_text()
     assert sp.MARKER in text and f"'{ROOT}/.venv/bin/python' -m e2e.standin_providers serve random" in text
-    assert sp.plugin_path("time", tmp_path).parent.name == "resource-time-v0.1.1"
-    assert sp.plugin_path("onepassword", tmp_path).parent.name == "resource-onepassword-v1.2.1"
+    assert [p.name for p in tmp_path.iterdir()] == ["resource-random-v4.21.4"]
+    assert list(sp.VERSIONS) == ["random"]
 
-    real = sp.plugin_path("time", tmp_path)
-    real.write_text("not ours")
+
+def test_install_refuses_to_overwrite_a_real_plugin(tmp_path: Path) -> None:
+    real = sp.plugin_path("random", tmp_path)
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"\x7fELF not ours")
     with pytest.raises(SystemExit):
         sp.install(tmp_path, ROOT)
+    assert real.read_bytes() == b"\x7fELF not ours"
+
+
+def test_uninstall_removes_stand_ins_of_all_three_names_and_leaves_real_plugins(tmp_path: Path) -> None:
+    sp.install(tmp_path, ROOT)
+    # Scripts an earlier install wrote for time and onepassword (they carried MARKER too).
+    old = {}
+    for name, version in (("time", "0.1.1"), ("onepassword", "1.2.1")):
+        path = tmp_path / f"resource-{name}-v{version}" / f"pulumi-resource-{name}"
+        path.parent.mkdir()
+        path.write_text(f"#!/bin/sh\n# {sp.MARKER}: pulumi-resource-{name} v{version} is NOT the real provider.\n")
+        old[name] = path
+    # A real plugin (no MARKER) of a former stand-in name, and one of another provider.
+    real_time = tmp_path / "resource-time-v0.2.0" / "pulumi-resource-time"
+    real_kubernetes = tmp_path / "resource-kubernetes-v4.34.2" / "pulumi-resource-kubernetes"
+    for path in (real_time, real_kubernetes):
+        path.parent.mkdir()
+        path.write_bytes(b"\x7fELF" + b"\0" * 4096 + b"a real plugin binary")
+
     lines = sp.uninstall(tmp_path)
-    assert real.exists() and any("left" in line for line in lines)
     assert not sp.plugin_path("random", tmp_path).exists()
+    assert not sp.plugin_path("random", tmp_path).parent.exists()
+    assert not any(path.exists() or path.parent.exists() for path in old.values())
+    assert real_time.exists() and real_kubernetes.exists()
+    assert sorted(line.split()[0] for line in lines) == ["left", "removed", "removed", "removed"]
+    assert any(line.startswith("left") and str(real_time) in line for line in lines)
+    assert sp.uninstall(tmp_path) == [f"left {real_time} alone: not a stand-in"]
 
 
 # --- the plugin over gRPC ------------------------------------------------------------------------
@@ -343,3 +210,14 @@ def test_plugin_over_grpc(random_plugin: provider_pb2_grpc.ResourceProviderStub)
     with pytest.raises(grpc.RpcError) as error:
         stub.Check(provider_pb2.CheckRequest(urn=urn.replace("randomBytes:RandomBytes", "randomUuid:RandomUuid")))
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Invoke(provider_pb2.InvokeRequest(tok="random:index/getThing:getThing"))
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_only_random_is_served(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("time", "onepassword"):
+        assert sp.main(["serve", name]) == 2
+        assert "there are: random" in capsys.readouterr().err
+        with pytest.raises(ValueError, match="no stand-in"):
+            sp.make_plugin(name)

@@ -3,8 +3,6 @@
 No real cluster here: the end-to-end suite (e2e/) runs `status` against one.
 """
 
-import base64
-import copy
 import json
 import os
 import threading
@@ -22,20 +20,12 @@ from cluster_secrets.errors import UsageError
 from cluster_secrets.status import Obj, Target
 from components.outputs import ARGOCD_ADMIN_PASSWORD_MTIME as MTIME_OUTPUT
 from tests.conftest import ROOT
+from tests.fake_cluster import CANARY_HASH, CANARY_KEY, MTIME, FakeCluster, b64, ready
 from tests.test_deploy import FakeCli
 
-CANARY_HASH = "$2b$10$canary-bcrypt-hash-of-the-admin-password"
-CANARY_KEY = "canary-server-secretkey-0123456789abcdef"
 CANARY_PASSWORD = "canary-admin-password-in-state"
-MTIME = "2026-11-28T09:00:00Z"
 TARGET = Target("homelab", "onepassword", "eso", "auto")
-ES_UID = "0000-es-uid"
-SYNCED_AT = "2026-11-28T10:00:00Z"
 NOW = datetime(2026, 11, 28, 10, 30, tzinfo=UTC)  # half an hour after the last sync
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def healthy_outputs() -> dict[str, Any]:
@@ -48,65 +38,6 @@ def healthy_outputs() -> dict[str, Any]:
         "chartVersions": {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "10.1.1"},
         MTIME_OUTPUT: MTIME,
     }
-
-
-def ready(reason: str = "Ready", ok: bool = True) -> dict[str, Any]:
-    return {"conditions": [{"type": "Ready", "status": "True" if ok else "False", "reason": reason}]}
-
-
-class FakeCluster:
-    """`status.Cluster` over dicts: objects keyed as the adapter asks for them."""
-
-    def __init__(self, eso_version: str = "v1beta1"):
-        group = status.ESO_GROUP
-        self.objects: dict[tuple[Any, ...], Obj] = {
-            ("deployment", "onepassword", "onepassword-connect"): {
-                "spec": {"replicas": 1},
-                "status": {"readyReplicas": 1},
-            },
-            ("deployment", "argocd", "argocd-server"): {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}},
-            ("deployment", "eso", "external-secrets"): {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}},
-            (group, eso_version, "clustersecretstores", "one-secretstore", None): {"status": ready("Valid")},
-            (group, eso_version, "externalsecrets", "argocd-secret", "argocd"): {
-                "metadata": {"uid": ES_UID},
-                "spec": {"refreshInterval": "1h"},
-                "status": {**ready("SecretSynced"), "refreshTime": SYNCED_AT},
-            },
-            ("secret", "argocd", "argocd-secret"): {
-                "metadata": {
-                    "annotations": {"helm.sh/resource-policy": "keep"},
-                    "ownerReferences": [
-                        {
-                            "apiVersion": f"{group}/{eso_version}",
-                            "kind": "ExternalSecret",
-                            "name": "argocd-secret",
-                            "uid": ES_UID,
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "data": {
-                    "admin.password": b64(CANARY_HASH),
-                    "admin.passwordMtime": b64(MTIME),
-                    "server.secretkey": b64(CANARY_KEY),
-                },
-            },
-        }
-
-    def deployment(self, namespace: str, name: str) -> Obj | None:
-        return copy.deepcopy(self.objects.get(("deployment", namespace, name)))
-
-    def custom_object(
-        self, group: str, version: str, plural: str, name: str, namespace: str | None = None
-    ) -> Obj | None:
-        return copy.deepcopy(self.objects.get((group, version, plural, name, namespace)))
-
-    def secret(self, namespace: str, name: str) -> Obj | None:
-        return copy.deepcopy(self.objects.get(("secret", namespace, name)))
-
-    def get(self, *key: Any) -> Obj:
-        return self.objects[key]
 
 
 def store(cluster: FakeCluster) -> Obj:
