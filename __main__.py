@@ -4,13 +4,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import outputs
-from components.argocd import ArgoCD, ArgoCDArgs, OwnItems
+from components.argocd import AdminItems, ArgoCD, ArgoCDArgs, OwnItems
 from components.config import load_config, read_raw_config
 from components.connect import OnePasswordConnect, OnePasswordConnectArgs
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gitops import GitOps, GitOpsArgs, cluster_metadata
 from components.handoff import PreviousHandoff, decide_handoff
-from components.onepassword_items import read_connect_credentials, read_connect_token, vault_uuid
+from components.onepassword_items import read_adopted_admin, read_connect_credentials, read_connect_token, vault_uuid
 from components.stack_references import PrimaryStack, previous_handoff
 
 # Config, and the primary stack this one follows, if any (chart versions, shared admin items).
@@ -25,7 +25,18 @@ shared_admin = primary.shared_admin_items(config) if primary else None
 init_vault_id = vault_uuid(config.init_vault)
 connect_credentials = read_connect_credentials(config.init_vault, init_vault_id, config.credentials_item)
 connect_token = read_connect_token(config.init_vault, init_vault_id, config.token_item)
-admin = shared_admin or OwnItems(vault=config.working_vault, vault_id=vault_uuid(config.working_vault))
+admin: AdminItems | OwnItems
+if shared_admin:
+    admin = shared_admin
+else:
+    # An adopted stack keeps the values of the items `adopt` took over (components/config.py).
+    working_vault_id = vault_uuid(config.working_vault)
+    adopted = (
+        read_adopted_admin(config.working_vault, working_vault_id, config.argocd_secret_item, config.argocd_admin_item)
+        if config.adopted_argocd_items
+        else None
+    )
+    admin = OwnItems(vault=config.working_vault, vault_id=working_vault_id, adopted=adopted)
 
 # In auto mode the hand-off continues from what the previous deployment of this stack recorded.
 argocd_mode = config.argocd_create_secret

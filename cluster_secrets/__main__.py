@@ -9,14 +9,14 @@ import os
 import sys
 from pathlib import Path
 
-from cluster_secrets import converge, deploy, desired, plan, render, review, status
+from cluster_secrets import adopt, converge, deploy, desired, plan, render, review, status
 from cluster_secrets.errors import UsageError
 from components.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXIT_CODES = """exit codes:
   0    done (status: every link OK)
-  1    a Pulumi operation failed, or 1Password could not be read (status: a link of the chain is broken)
+  1    a Pulumi operation failed, or 1Password or the cluster could not be read (status: a link is broken)
   2    bad arguments, stack file, config or environment
   3    the Argo CD hand-off did not converge
   127  no Pulumi CLI"""
@@ -35,12 +35,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ("preview", "pulumi preview of a stack against its cluster"),
         ("destroy", "pulumi destroy of a stack (asks first)"),
         ("status", "check the chain in the live cluster, link by link"),
+        ("adopt", "take over what the reference setup made by hand: objects, releases, 1Password items (asks first)"),
     ):
         command = commands.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
         command.formatter_class = argparse.RawDescriptionHelpFormatter
         command.add_argument("stack", help="stack name, e.g. homelab")
-        if name == "destroy":
-            command.add_argument("--yes", action="store_true", help="destroy without asking")
+        if name in ("destroy", "adopt"):
+            command.add_argument("--yes", action="store_true", help=f"{name} without asking")
     planning = commands.add_parser(
         "plan", help="the desired state of a stack, offline (no cluster, 1Password or CLI)", epilog=EXIT_CODES
     )
@@ -105,12 +106,11 @@ def diff_command(args: argparse.Namespace) -> int:
     return converge.EXIT_OK
 
 
-def confirmed_destroy(stack: str) -> bool:
-    """`destroy` deletes every object the stack made in its cluster: ask, unless --yes."""
+def confirmed(command: str, stack: str, question: str) -> bool:
+    """Ask for the stack name before `destroy` or `adopt` (unless --yes)."""
     if not sys.stdin.isatty():
-        raise UsageError(f"destroy {stack}: nothing to ask on (no terminal); add --yes to destroy without asking")
-    answer = input(f"Destroy everything stack {stack} made in its cluster? Type the stack name to confirm: ")
-    return answer.strip() == stack
+        raise UsageError(f"{command} {stack}: nothing to ask on (no terminal); add --yes to {command} without asking")
+    return input(f"{question} Type the stack name to confirm: ").strip() == stack
 
 
 def main(argv: list[str]) -> int:
@@ -122,7 +122,22 @@ def main(argv: list[str]) -> int:
             return diff_command(args)
         if args.command == "status":
             return status.run(PROJECT_DIR, args.stack, os.environ, say=say, complain=complain)
-        if args.command == "destroy" and not args.yes and not confirmed_destroy(args.stack):
+        if args.command == "adopt":
+            question = f"Take this over into stack {args.stack} and converge it?"
+            return deploy.guarded(
+                "adopt",
+                lambda: adopt.run(
+                    PROJECT_DIR,
+                    args.stack,
+                    os.environ,
+                    say,
+                    lambda _: args.yes or confirmed("adopt", args.stack, question),
+                    deploy.Checks(),
+                ),
+                complain,
+            )
+        question = f"Destroy everything stack {args.stack} made in its cluster?"
+        if args.command == "destroy" and not args.yes and not confirmed("destroy", args.stack, question):
             complain("Not destroyed.")
             return converge.EXIT_USAGE
         return deploy.run(args.command, PROJECT_DIR, args.stack, say=say, complain=complain)

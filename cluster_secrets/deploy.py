@@ -232,27 +232,12 @@ def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say:
     return converge.EXIT_OK
 
 
-def run(
-    command: str,
-    project_dir: Path,
-    stack: str,
-    say: Print,
-    environ: Mapping[str, str] | None = None,
-    complain: Print | None = None,
-    checks: Checks | None = None,
-) -> int:
-    """Run a command and map every failure to a clear message (`complain`, stderr by default) and
-    an exit code a script can rely on."""
+def guarded(command: str, action: Callable[[], int], complain: Print | None = None) -> int:
+    """Run `action` (a command of the tool) and map every failure to a clear message (`complain`,
+    stderr by default) and an exit code a script can rely on."""
     complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
-    environ = os.environ if environ is None else environ
-    checks = checks or Checks()
     try:
-        # The stack file is read and validated once, here.
-        config = check_stack_file(project_dir, stack, command)
-        if command == "destroy":
-            return destroy(project_dir, stack, environ, say, checks)
-        assert config is not None  # validated for every command but destroy
-        return {"up": up, "preview": preview}[command](project_dir, stack, environ, say, config, checks)
+        return action()
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")
         return converge.EXIT_USAGE
@@ -262,6 +247,30 @@ def run(
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")
         return converge.EXIT_FAILED
-    except OnePasswordError as error:
+    except (OnePasswordError, ClusterError) as error:
         complain(f"error: {error}")
         return converge.EXIT_FAILED
+
+
+def run(
+    command: str,
+    project_dir: Path,
+    stack: str,
+    say: Print,
+    environ: Mapping[str, str] | None = None,
+    complain: Print | None = None,
+    checks: Checks | None = None,
+) -> int:
+    """`up`, `preview` or `destroy` of `stack`, its failures mapped by `guarded`."""
+    known = os.environ if environ is None else environ
+    chosen = checks or Checks()
+
+    def action() -> int:
+        # The stack file is read and validated once, here.
+        config = check_stack_file(project_dir, stack, command)
+        if command == "destroy":
+            return destroy(project_dir, stack, known, say, chosen)
+        assert config is not None  # validated for every command but destroy
+        return {"up": up, "preview": preview}[command](project_dir, stack, known, say, config, chosen)
+
+    return guarded(command, action, complain)

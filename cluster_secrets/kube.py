@@ -1,6 +1,7 @@
 """The live cluster as the tool reads it: a small `Cluster` protocol (tests use in-memory fakes) and
 its adapter over the official kubernetes client, on the stack's kubeconfig file and context."""
 
+import json
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +32,25 @@ class Cluster(Protocol):
     def annotate(
         self, group: str, version: str, plural: str, name: str, namespace: str | None, annotations: dict[str, str]
     ) -> None: ...
+
+
+class Api(Protocol):
+    """Any object by its API path (`/api/v1/namespaces/x`, `/apis/group/version/...`), as the API serves it."""
+
+    def get(self, path: str) -> Obj | None: ...
+    def list(self, path: str, label_selector: str = "") -> list[Obj]: ...
+    def merge_patch(self, path: str, body: Obj) -> None: ...
+
+
+# Kinds whose plural is not the kind in lower case plus "s".
+_PLURALS = {"Ingress": "ingresses", "NetworkPolicy": "networkpolicies", "PodSecurityPolicy": "podsecuritypolicies"}
+
+
+def object_path(api_version: str, kind: str, name: str, namespace: str | None = None) -> str:
+    """The API path of an object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{scope}/{_PLURALS.get(kind, kind.lower() + 's')}/{name}"
 
 
 class ClusterError(Exception):
@@ -74,6 +94,37 @@ class KubeCluster:
         except Exception as error:  # urllib3's connection errors, timeouts
             raise ClusterError(f"reading {what}: {type(error).__name__}: {error}") from None
         return found if isinstance(found, dict) else self.client.sanitize_for_serialization(found)
+
+    def _call(self, method: str, path: str, body: Obj | None = None, query: list[Any] | None = None) -> Any:
+        """One request by path (the generated client's own serializer adds the host and the credentials);
+        None for 404, ClusterError for any other failure."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/merge-patch+json"
+        try:
+            request = self.client.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+            )
+            response = self.client.call_api(*request, _request_timeout=TIMEOUT)
+            response.read()
+        except Exception as error:  # urllib3's connection errors, timeouts
+            raise ClusterError(f"{method} {path}: {type(error).__name__}: {error}") from None
+        if response.status == 404:
+            return None
+        if not 200 <= response.status < 300:
+            raise ClusterError(f"{method} {path}: {response.status} {response.reason}")
+        return json.loads(response.data or b"null")
+
+    def get(self, path: str) -> Obj | None:
+        return self._call("GET", path)
+
+    def list(self, path: str, label_selector: str = "") -> list[Obj]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        return list((self._call("GET", path, query=query) or {}).get("items") or [])
+
+    def merge_patch(self, path: str, body: Obj) -> None:
+        if self._call("PATCH", path, body=body) is None:
+            raise ClusterError(f"PATCH {path}: not found")
 
     def deployment(self, namespace: str, name: str) -> Obj | None:
         return self._read(

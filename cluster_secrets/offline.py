@@ -28,6 +28,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
+from components.admin_secret import ARGOCD_SECRET_KEYS
 from components.config import PROJECT
 
 ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
@@ -56,10 +57,17 @@ def attached_file(content: bytes, name: str = "1password-credentials.json") -> d
 
 
 def placeholder_item(vault: str, title: str) -> dict[str, Any]:
-    """What `plan` answers for any item: labelled placeholders shaped like the real thing."""
+    """What `plan` answers for any item: labelled placeholders shaped like the real thing (a password,
+    a credentials file, and argocd-secret's fields in a section, for an adopted stack's items)."""
     label = f"<placeholder for 1Password {vault}/{title}>"
     credentials = {name: label for name in ("verifier", "encCredentials", "version", "deviceUuid", "uniqueKey")}
-    return {"password": label, "files": [attached_file(json.dumps(credentials).encode())]}
+    section = {"label": "", "fields": [{"label": key, "value": label} for key in ARGOCD_SECRET_KEYS]}
+    return {
+        "category": "secure_note",
+        "password": label,
+        "files": [attached_file(json.dumps(credentials).encode())],
+        "sections": [section],
+    }
 
 
 class ProviderError(grpc.RpcError):

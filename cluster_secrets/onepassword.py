@@ -41,9 +41,31 @@ class ItemSummary:
     title: str
 
 
+@dataclass(frozen=True)
+class Field:
+    label: str
+    value: str  # may be a secret: compared, never printed
+    in_section: bool  # a custom field in a section (the provider's data source reads only those)
+    purpose: str  # USERNAME, PASSWORD, NOTES or ""
+
+
+@dataclass(frozen=True)
+class ItemDetails:
+    id: str
+    title: str
+    category: str  # as Connect and op name it: SECURE_NOTE, LOGIN, PASSWORD, ...
+    fields: tuple[Field, ...]
+
+    def value(self, label: str, in_section: bool | None = None) -> str:
+        """The value of the field labelled `label` (in a section, or not, if asked), or ""."""
+        found = [f for f in self.fields if f.label == label and in_section in (None, f.in_section)]
+        return found[0].value if found else ""
+
+
 class Vaults(Protocol):
     def vault_id(self, name: str) -> str: ...
     def items(self, vault_id: str) -> list[ItemSummary]: ...
+    def item(self, vault_id: str, item_id: str) -> ItemDetails: ...
 
 
 def settings(config: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -94,6 +116,9 @@ class ConnectApi:
         found = self._get(f"/v1/vaults/{vault_id}/items")
         return _summaries(found)
 
+    def item(self, vault_id: str, item_id: str) -> ItemDetails:
+        return _details(self._get(f"/v1/vaults/{vault_id}/items/{item_id}"))
+
 
 class OpCli:
     """The `op` CLI, with the service account token (or account) in its environment."""
@@ -124,6 +149,9 @@ class OpCli:
     def items(self, vault_id: str) -> list[ItemSummary]:
         return _summaries(self._run("item", "list", "--vault", vault_id))
 
+    def item(self, vault_id: str, item_id: str) -> ItemDetails:
+        return _details(self._run("item", "get", item_id, "--vault", vault_id))
+
 
 def _one_vault(name: str, ids: list[str]) -> str:
     if len(ids) != 1 or not ids[0]:
@@ -135,3 +163,21 @@ def _summaries(found: object) -> list[ItemSummary]:
     if not isinstance(found, list):
         raise OnePasswordError("an item list that is not a list")
     return [ItemSummary(str(i.get("id", "")), str(i.get("title", ""))) for i in found if isinstance(i, dict)]
+
+
+def _details(found: object) -> ItemDetails:
+    """An item as Connect (API reference: Item) and `op item get --format json` give it: the same keys."""
+    if not isinstance(found, dict):
+        raise OnePasswordError("an item that is not a JSON object")
+    sections = {str(s.get("id")) for s in found.get("sections") or [] if isinstance(s, dict)}
+    fields = tuple(
+        Field(
+            label=str(f.get("label", "")),
+            value=str(f.get("value", "")),
+            in_section=str((f.get("section") or {}).get("id")) in sections,
+            purpose=str(f.get("purpose", "")),
+        )
+        for f in found.get("fields") or []
+        if isinstance(f, dict)
+    )
+    return ItemDetails(str(found.get("id", "")), str(found.get("title", "")), str(found.get("category", "")), fields)

@@ -12,7 +12,7 @@ provider") are caught here rather than in the middle of a run:
   creates it again, with the same contents (the password, hash, mtime and key live in the state,
   in the random and time resources), and `destroy` goes on. `preview` only says so.
 
-Pure decisions over the exported state and the vault's item list; the glue (`check`) reads both.
+Pure decisions over the exported state and the vault's item list; the glue (`check`) reads them.
 """
 
 import copy
@@ -21,12 +21,16 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pulumi import automation as auto
 
+from cluster_secrets import desired
 from cluster_secrets.errors import UsageError
+from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
+from cluster_secrets.takeover import conflict_message, discover
 from components.config import StackConfig
 
 ITEM_TYPE = "onepassword:index/item:Item"
@@ -55,37 +59,9 @@ def state_items(deployment: Mapping[str, Any] | None) -> list[StateItem]:
     return items
 
 
-def taken_titles(
-    titles: Sequence[str], state: Sequence[StateItem], listed: Sequence[ItemSummary]
-) -> dict[str, list[str]]:
-    """Title this stack would create -> the IDs of the items of that title in the vault (`listed`)
-    that are not this stack's own."""
-    ours = {item.item_id for item in state}
-    taken = {}
-    for title in titles:
-        others = sorted(item.id for item in listed if item.title == title and item.id not in ours)
-        if others:
-            taken[title] = others
-    return taken
-
-
 def deleted_items(state: Sequence[StateItem], listed: Mapping[str, Sequence[ItemSummary]]) -> list[StateItem]:
     """The state's items that their vault (vault ID -> its item list) no longer holds."""
     return [item for item in state if item.item_id not in {found.id for found in listed[item.vault_id]}]
-
-
-def taken_message(stack: str, vault: str, taken: Mapping[str, list[str]], keys: Mapping[str, str]) -> str:
-    """The error for titles the vault already holds; `keys` maps each title to the config key naming it."""
-    lines = [f"1Password vault {vault!r} already holds items with the titles this stack would create:"]
-    for title, ids in taken.items():
-        lines.append(f"  {title!r} (item {', '.join(ids)}), named by cluster-secrets:{keys[title]}")
-    lines += [
-        'A second item of the same title would make ESO refuse both ("expected one 1Password Item matching ..., '
-        'got 2"). Nothing was changed. Either:',
-        f"  - give this stack other titles: set the keys named above in Pulumi.{stack}.yaml, or",
-        "  - delete or rename the other items in 1Password if they are left over and nothing reads them.",
-    ]
-    return "\n".join(lines)
 
 
 def deleted_message(deleted: Sequence[StateItem], command: str) -> str:
@@ -131,6 +107,15 @@ class StateFile:
     def export(self) -> dict[str, Any]:
         return json.loads(self._run("stack", "export"))
 
+    def import_resources(self, resources: list[dict[str, Any]]) -> None:
+        """`pulumi import` of `resources` (an import file's), into the state only: nothing else changes.
+        The file is written in a private temporary folder, removed afterwards."""
+        with tempfile.TemporaryDirectory(prefix="cluster-secrets-import-") as folder:  # mode 0700
+            path = os.path.join(folder, "import.json")
+            with open(path, "w", encoding="utf-8") as file:
+                json.dump({"resources": resources}, file)
+            self._run("import", "--file", path, "--yes", "--skip-preview", "--generate-code=false", "--protect=false")
+
     def replace(self, exported: Mapping[str, Any], urns: set[str]) -> None:
         """Import `exported` without the resources `urns`."""
         edited = {**exported, "deployment": without(exported["deployment"], urns)}
@@ -142,13 +127,6 @@ class StateFile:
             os.remove(file.name)
 
 
-def own_titles(config: StackConfig) -> dict[str, str]:
-    """Title -> config key, of the items this stack creates (none when it shares its primary's)."""
-    if config.share_argocd_admin:
-        return {}
-    return {config.argocd_secret_item: "argocdSecretItem", config.argocd_admin_item: "argocdAdminItem"}
-
-
 def check(
     stack: auto.Stack,
     config: StackConfig | None,
@@ -156,29 +134,36 @@ def check(
     environ: Mapping[str, str],
     say: Print,
     vaults: Callable[[Mapping[str, str], Mapping[str, str]], Vaults] = reader,
+    cluster: Callable[[str, str], Api] = KubeCluster,
 ) -> None:
-    """The 1Password preflight of `command` (up, preview or destroy; `config` is None for a destroy,
-    which reads only the state) on `stack`. Raises UsageError when the working vault holds a title
-    this stack would create, OnePasswordError when 1Password cannot be read; takes items deleted by
-    hand out of the state (not on preview)."""
-    titles = own_titles(config) if config is not None else {}
+    """The preflight of `command` (up, preview or destroy; `config` is None for a destroy, which reads
+    only the state) on `stack`. Raises UsageError when the stack would create what exists already
+    (takeover.py), OnePasswordError or ClusterError when 1Password or the cluster cannot be read;
+    takes items deleted by hand out of the state (not on preview)."""
     state = StateFile(stack)
     exported = state.export()
-    items = state_items(exported.get("deployment"))
-    if not titles and not items:
+    deployment = exported.get("deployment")
+    items = state_items(deployment)
+    looks = config is not None and command != "destroy"  # for what exists already
+    owns_items = config is not None and not config.share_argocd_admin
+    if not looks and not items:
         return
-    provider_config = {key: value.value for key, value in stack.get_all_config().items()}
     try:
-        onepassword = vaults(provider_config, environ)
-        working = onepassword.vault_id(config.working_vault) if config is not None and titles else None
+        onepassword = vaults({key: value.value for key, value in stack.get_all_config().items()}, environ)
+        working = onepassword.vault_id(config.working_vault) if config is not None and looks and owns_items else ""
         vault_ids = {item.vault_id for item in items} | ({working} if working else set())
         listed = {vault_id: onepassword.items(vault_id) for vault_id in vault_ids}
     except OnePasswordError as error:
         raise OnePasswordError(f"before {command}, reading 1Password: {error}") from None
-    if config is not None and working is not None:
-        taken = taken_titles(list(titles), items, listed[working])
-        if taken:
-            raise UsageError(taken_message(stack.name, config.working_vault, taken, titles))
+    if config is not None and looks:
+        registrations = desired.evaluate_stack(Path(stack.workspace.work_dir), stack.name).registrations
+        try:
+            api = cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
+            found = discover(config, registrations, deployment, api, listed.get(working, []), working)
+        except ClusterError as error:
+            raise ClusterError(f"before {command}, reading the cluster: {error}") from None
+        if found:
+            raise UsageError(conflict_message(stack.name, found))
     deleted = deleted_items(items, listed)
     if deleted:
         say(deleted_message(deleted, command))

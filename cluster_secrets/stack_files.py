@@ -124,3 +124,16 @@ def _config_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     return json.dumps(value)
+
+
+def set_keys(path: Path, keys: Mapping[str, Any]) -> None:
+    """Set `cluster-secrets:` keys in a stack file, keeping its comments and order (a round trip)."""
+    if not keys:
+        return
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    document = yaml.load(path.read_text())
+    for key, value in keys.items():
+        document["config"][f"{PROJECT}:{key}"] = value
+    with path.open("w") as file:
+        yaml.dump(document, file)

@@ -20,7 +20,8 @@ from components.admin_secret import (
 from components.chart_values import merge_values
 from components.config import StackConfig
 from components.handoff import Handoff
-from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created, owned
+from components.onepassword_items import AdoptedAdmin
 
 # Argo CD reads this exact Secret name.
 ARGOCD_SECRET = "argocd-secret"
@@ -91,11 +92,9 @@ def argocd_external_secret(
     return {
         "apiVersion": api_version,
         "kind": "ExternalSecret",
-        "metadata": {
-            "name": ARGOCD_SECRET,
-            "namespace": namespace,
-            "annotations": {**WAIT_READY, FORCE_SYNC: revision},
-        },
+        "metadata": owned(
+            {"name": ARGOCD_SECRET, "namespace": namespace, "annotations": {**WAIT_READY, FORCE_SYNC: revision}}
+        ),
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": store_name},
@@ -125,10 +124,12 @@ class AdminItems:
 
 @dataclass(frozen=True)
 class OwnItems:
-    """This stack owns the two admin items, in this vault."""
+    """This stack owns the two admin items, in this vault; `adopted` holds their values when `adopt`
+    took them over (components/onepassword_items.py)."""
 
     vault: str
     vault_id: str
+    adopted: AdoptedAdmin | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ class ArgoCD(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": config.argocd_namespace, "labels": args.namespace_labels}, opts=child
+            f"{name}-namespace",
+            metadata=owned({"name": config.argocd_namespace, "labels": args.namespace_labels}),
+            opts=child,
         )
         admin = args.admin if isinstance(args.admin, AdminItems) else self._own_items(name, config, args.admin)
 
@@ -207,9 +210,73 @@ class ArgoCD(pulumi.ComponentResource):
         )
 
     def _own_items(self, name: str, config: StackConfig, own: OwnItems) -> AdminItems:
-        """The admin password, argocd-secret's contents, and the two 1Password items holding them."""
+        """The admin password, argocd-secret's contents, and the two 1Password items holding them:
+        generated, or for an adopted stack the items' own values until the first rotation of each."""
         child = pulumi.ResourceOptions(parent=self)
-        # A bump of a rotation counter replaces the resource it keys, and everything keyed to that.
+        adopted = own.adopted
+        if adopted is not None and not config.argocd_admin_password_rotation:
+            clear_password, password_hash = adopted.password, adopted.password_hash
+            password_mtime: pulumi.Output[str] = pulumi.Output.from_input(adopted.password_mtime)
+        else:
+            clear_password, password_hash, password_mtime = self._new_password(name, config)
+        if adopted is not None and not config.argocd_server_secret_key_rotation:
+            server_secret_key = adopted.secret_key
+        else:
+            # A bump of the counter replaces the key.
+            secret_key = random.RandomBytes(
+                f"{name}-server-secretkey",
+                length=SERVER_SECRET_KEY_BYTES,
+                keepers=rotation_keepers(config.argocd_server_secret_key_rotation),
+                opts=child,
+            )
+            server_secret_key = pulumi.Output.secret(secret_key.hex)
+
+        # Both items name their vault by UUID: given a vault's name, pulumi-onepassword reads back the
+        # UUID and replaces the item on every `up` (FACTS.md, 1Password provider: its issue #62).
+        # The clear password, for people who log in from their password manager.
+        admin_item = onepassword.Item(
+            f"{name}-admin-item",
+            vault=own.vault_id,
+            title=config.argocd_admin_item,
+            category=adopted.admin_category if adopted else "login",
+            username="admin",
+            password=clear_password,
+            opts=child,
+        )
+        # The item holds argocd-secret's contents; all of it is secret in state and in 1Password.
+        fields: dict[str, pulumi.Output[str]] = {
+            ADMIN_PASSWORD: password_hash,
+            ADMIN_PASSWORD_MTIME: pulumi.Output.secret(password_mtime),
+            SERVER_SECRET_KEY: server_secret_key,
+        }
+        secret_item = onepassword.Item(
+            f"{name}-secret-item",
+            vault=own.vault_id,
+            title=config.argocd_secret_item,
+            category=adopted.secret_category if adopted else "secure_note",
+            sections=[
+                {
+                    "label": ARGOCD_SECRET,
+                    "fields": [{"label": key, "type": "CONCEALED", "value": fields[key]} for key in ARGOCD_SECRET_KEYS],
+                }
+            ],
+            opts=child,
+        )
+        return AdminItems(
+            vault=own.vault,
+            secret_item_title=once_created(secret_item, config.argocd_secret_item),
+            admin_item_title=once_created(admin_item, config.argocd_admin_item),
+            admin_password=clear_password,
+            password_mtime=password_mtime,
+            revision=secret_revision(config.argocd_admin_password_rotation, config.argocd_server_secret_key_rotation),
+        )
+
+    def _new_password(
+        self, name: str, config: StackConfig
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+        """A generated admin password, its bcrypt hash and its mtime (all kept in state)."""
+        child = pulumi.ResourceOptions(parent=self)
+        # A bump of the rotation counter replaces the password, and everything keyed to it.
         password = random.RandomPassword(
             f"{name}-admin-password",
             length=config.argocd_admin_password_length,
@@ -226,52 +293,7 @@ class ArgoCD(pulumi.ComponentResource):
             f"{name}-admin-password-salt", length=BCRYPT_SALT_BYTES, keepers=renew_with_password, opts=child
         )
         mtime = pulumi_time.Static(f"{name}-admin-password-mtime", triggers=renew_with_password, opts=child)
-        secret_key = random.RandomBytes(
-            f"{name}-server-secretkey",
-            length=SERVER_SECRET_KEY_BYTES,
-            keepers=rotation_keepers(config.argocd_server_secret_key_rotation),
-            opts=child,
-        )
         password_hash = pulumi.Output.all(clear_password, salt.hex).apply(
             lambda parts: hash_admin_password(parts[0], parts[1])
         )
-
-        # Both items name their vault by UUID: given a vault's name, pulumi-onepassword reads back the
-        # UUID and replaces the item on every `up` (FACTS.md, 1Password provider: its issue #62).
-        # The clear password, for people who log in from their password manager.
-        admin_item = onepassword.Item(
-            f"{name}-admin-item",
-            vault=own.vault_id,
-            title=config.argocd_admin_item,
-            category="login",
-            username="admin",
-            password=clear_password,
-            opts=child,
-        )
-        # The item holds argocd-secret's contents; all of it is secret in state and in 1Password.
-        fields: dict[str, pulumi.Output[str]] = {
-            ADMIN_PASSWORD: password_hash,
-            ADMIN_PASSWORD_MTIME: pulumi.Output.secret(mtime.rfc3339),
-            SERVER_SECRET_KEY: pulumi.Output.secret(secret_key.hex),
-        }
-        secret_item = onepassword.Item(
-            f"{name}-secret-item",
-            vault=own.vault_id,
-            title=config.argocd_secret_item,
-            category="secure_note",
-            sections=[
-                {
-                    "label": ARGOCD_SECRET,
-                    "fields": [{"label": key, "type": "CONCEALED", "value": fields[key]} for key in ARGOCD_SECRET_KEYS],
-                }
-            ],
-            opts=child,
-        )
-        return AdminItems(
-            vault=own.vault,
-            secret_item_title=once_created(secret_item, config.argocd_secret_item),
-            admin_item_title=once_created(admin_item, config.argocd_admin_item),
-            admin_password=clear_password,
-            password_mtime=mtime.rfc3339,
-            revision=secret_revision(config.argocd_admin_password_rotation, config.argocd_server_secret_key_rotation),
-        )
+        return clear_password, password_hash, mtime.rfc3339

@@ -315,6 +315,12 @@ class StackConfig(BaseModel):
         32,
         description="Length of the generated Argo CD admin password, 16 to 72 (bcrypt reads 72 bytes at most).",
     )
+    adopted_argocd_items: StrictBool = Field(
+        False,
+        description="Set by `adopt`: the argocd-secret and argo-admin items were made outside this stack and are "
+        "the source of truth. Their password, hash and mtime are kept until the first password rotation, the "
+        "secret key until the first secret key rotation; each evaluation reads both items.",
+    )
     # Chart values users add: deep-merged over the program's (components/chart_values.py).
     connect_values: dict[str, Any] = Field(
         default_factory=dict,
@@ -394,6 +400,10 @@ class StackConfig(BaseModel):
         problems: list[str] = []
         if self.share_argocd_admin and not self.primary_stack:
             problems.append(f"{PROJECT}:shareArgocdAdmin: needs primaryStack (whose admin items it shares)")
+        if self.share_argocd_admin and self.adopted_argocd_items:
+            problems.append(
+                f"{PROJECT}:adoptedArgocdItems: a stack that shares its primary's admin items owns none to adopt"
+            )
         if not self.share_argocd_admin and self.working_vault not in self.store_vaults:
             problems.append(
                 f"{PROJECT}:storeVaults: must include the workingVault {shown(self.working_vault)}, where the "

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.chart_values import merge_values
 from components.config import StackConfig
-from components.kube import helm_release
+from components.kube import helm_release, owned
 from components.versions import connect_credentials_value
 
 # FACTS.md (Connect): the chart's Service is `onepassword-connect` in the release namespace, API on 8080.
@@ -68,10 +68,12 @@ class OnePasswordConnect(pulumi.ComponentResource):
         chart = config.connect_chart
         child = pulumi.ResourceOptions(parent=self)
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": config.connect_namespace}, opts=child)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=owned({"name": config.connect_namespace}), opts=child
+        )
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials",
-            metadata={"name": config.connect_credentials_secret, "namespace": namespace.metadata.name},
+            metadata=owned({"name": config.connect_credentials_secret, "namespace": namespace.metadata.name}),
             type="Opaque",
             string_data={
                 config.connect_credentials_key: pulumi.Output.secret(args.credentials_json).apply(

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.chart_values import merge_values
 from components.config import StackConfig
-from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created
+from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created, owned
 from components.versions import eso_api_version
 
 
@@ -59,7 +59,7 @@ def cluster_secret_store(
     return {
         "apiVersion": api_version,
         "kind": "ClusterSecretStore",
-        "metadata": {"name": name, "annotations": dict(WAIT_READY)},
+        "metadata": owned({"name": name, "annotations": dict(WAIT_READY)}),
         "spec": {
             **restriction,
             "provider": {
@@ -107,10 +107,12 @@ class ExternalSecrets(pulumi.ComponentResource):
                 resource=self,
             )
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": config.eso_namespace}, opts=child)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=owned({"name": config.eso_namespace}), opts=child
+        )
         token = k8s.core.v1.Secret(
             f"{name}-connect-token",
-            metadata={"name": config.eso_token_secret, "namespace": namespace.metadata.name},
+            metadata=owned({"name": config.eso_token_secret, "namespace": namespace.metadata.name}),
             type="Opaque",
             string_data={config.eso_token_key: pulumi.Output.secret(args.connect_token)},
             opts=child,

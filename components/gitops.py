@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from components.argocd import IN_CLUSTER_SERVER
 from components.config import GitRepositoryKind, StackConfig
 from components.connect import connect_host
-from components.kube import WAIT_READY, external_secrets_object, once_created
+from components.kube import WAIT_READY, external_secrets_object, once_created, owned
 
 ROOT_APPLICATION = "root"
 REPOSITORY_SECRET = "gitops-repository"
@@ -63,7 +63,7 @@ def repository_external_secret(
     return {
         "apiVersion": api_version,
         "kind": "ExternalSecret",
-        "metadata": {"name": REPOSITORY_SECRET, "namespace": namespace, "annotations": dict(WAIT_READY)},
+        "metadata": owned({"name": REPOSITORY_SECRET, "namespace": namespace, "annotations": dict(WAIT_READY)}),
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": store_name},
@@ -93,7 +93,7 @@ def root_application(namespace: pulumi.Input[str], url: str, path: str, revision
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": ROOT_APPLICATION, "namespace": namespace},
+        "metadata": owned({"name": ROOT_APPLICATION, "namespace": namespace}),
         "spec": {
             "project": "default",
             "source": {"repoURL": url, "path": path, "targetRevision": revision},

@@ -17,6 +17,16 @@ KEEP = {"helm.sh/resource-policy": "keep"}
 # minutes, not the provider's default ten, before `up` fails naming the object (measured by the
 # end-to-end suite: a stopped ESO otherwise held `up` for ten minutes).
 WAIT_READY = {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"}
+# pulumi-kubernetes applies these objects server-side, and an apply fails on a field another field
+# manager set (an object made with kubectl and taken over by adopt; one edited by hand) unless it is
+# forced (pulumi-kubernetes' "handle field conflicts on existing resources"). Every object the program
+# applies itself is its own, so its apply is forced.
+FORCE_APPLY = {"pulumi.com/patchForce": "true"}
+
+
+def owned(metadata: dict[str, Any]) -> Any:  # a metadata map, as ObjectMetaArgsDict or a manifest takes it
+    """`metadata` of an object the program applies itself: with FORCE_APPLY among its annotations."""
+    return {**metadata, "annotations": {**metadata.get("annotations", {}), **FORCE_APPLY}}
 
 
 def once_created(resource: pulumi.CustomResource, value: T) -> pulumi.Output[T]:

@@ -1,4 +1,5 @@
-"""Reads from 1Password's init vault: the Connect credentials file and the Connect token.
+"""Reads from 1Password: the Connect credentials file and token from the init vault, and the two admin
+items of an adopted stack (components/config.py, adoptedArgocdItems).
 
 The reads are plain (synchronous) invokes, so bad data fails the program at preview, before any
 resource changes, with a message that names the item and vault. Every value leaves this module as
@@ -9,11 +10,13 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_onepassword as onepassword
 
+from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS, SERVER_SECRET_KEY
 from components.errors import ConfigError
 
 # The fields every Connect credentials file (1password-credentials.json) has.
@@ -87,3 +90,59 @@ def read_connect_token(vault: str, vault_id: str, title: str) -> pulumi.Output[s
         )
     pulumi.log.info(f"Connect token: the {field} of 1Password item {title!r} in vault {vault!r}")
     return pulumi.Output.secret(token)
+
+
+# The item categories terraform-provider-onepassword v2.2.1 can keep (FACTS.md, the real 1Password provider):
+# an item keeps its category, which 1Password cannot change, so an adopted item is declared with its own.
+ITEM_CATEGORIES = ("login", "password", "database", "secure_note")
+
+
+@dataclass(frozen=True)
+class AdoptedAdmin:
+    """argocd-secret's contents and the clear admin password as the adopted items hold them (secrets),
+    and the items' own categories."""
+
+    password: pulumi.Output[str]
+    password_hash: pulumi.Output[str]
+    password_mtime: str  # RFC3339: a timestamp, not a secret (status prints it)
+    secret_key: pulumi.Output[str]
+    secret_category: str
+    admin_category: str
+
+
+def section_fields(item: onepassword.GetItemResult) -> dict[str, str]:
+    """The values of an item's fields in sections, by label (the data source does not return custom
+    fields outside a section; terraform-provider-onepassword v2.2.1 onepassword_item_data_source.go)."""
+    return {field.label: field.value for section in item.sections or [] for field in section.fields or []}
+
+
+def adopted_category(item: onepassword.GetItemResult, title: str, vault: str) -> str:
+    if item.category not in ITEM_CATEGORIES:
+        raise ConfigError(
+            f"1Password item {title!r} in vault {vault!r} (adoptedArgocdItems) is a {item.category!r} item; the "
+            f"provider keeps only {', '.join(ITEM_CATEGORIES)}"
+        )
+    return item.category
+
+
+def read_adopted_admin(vault: str, vault_id: str, secret_title: str, admin_title: str) -> AdoptedAdmin:
+    """The values of the two items `adopt` took over; a ConfigError naming what is missing, never a value."""
+    secret_item = read_item(vault, vault_id, secret_title)
+    fields = section_fields(secret_item)
+    missing = [key for key in ARGOCD_SECRET_KEYS if not (fields.get(key) or "").strip()]
+    if missing:
+        raise ConfigError(
+            f"1Password item {secret_title!r} in vault {vault!r} (adoptedArgocdItems): no {', '.join(missing)} in a "
+            "section of the item"
+        )
+    admin = read_item(vault, vault_id, admin_title)
+    if not (admin.password or "").strip():
+        raise ConfigError(f"1Password item {admin_title!r} in vault {vault!r} (adoptedArgocdItems): no password")
+    return AdoptedAdmin(
+        password=pulumi.Output.secret(admin.password),
+        password_hash=pulumi.Output.secret(fields[ADMIN_PASSWORD]),
+        password_mtime=fields[ADMIN_PASSWORD_MTIME],
+        secret_key=pulumi.Output.secret(fields[SERVER_SECRET_KEY]),
+        secret_category=adopted_category(secret_item, secret_title, vault),
+        admin_category=adopted_category(admin, admin_title, vault),
+    )

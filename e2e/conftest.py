@@ -31,8 +31,10 @@ from e2e.harness import FIGURES, EsoKubelet, Run, Secret
 CONNECT_SERVERS = {
     "eso-e2e": ("1password-credentials", "onepassword-connect-token"),
     "eso-e2e-2": ("1password-credentials-homelab-2", "onepassword-connect-token-homelab-2"),
+    "eso-e2e-adopt": ("1password-credentials-adopt", "onepassword-connect-token-adopt"),
 }
 FAULTS_VAULT = "E2EFaults"  # the fault scenario's own working vault (its items are destroyed)
+ADOPT_VAULT = "E2EAdopt"  # the adopt scenario's working vault, with the items the reference steps make
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -88,6 +90,7 @@ def connect() -> Iterator[Connect]:
     with ConnectStandIn() as standin, hosts_entry(harness.CONNECT_HOST_NAME, "127.0.0.2"):
         tokens = seed(standin, CONNECT_SERVERS)
         standin.add_vault(FAULTS_VAULT)
+        standin.add_vault(ADOPT_VAULT)
         tokens[harness.PULUMI_CLIENT] = pulumi_token = secrets.token_urlsafe(24)
         standin.tokens[pulumi_token] = harness.PULUMI_CLIENT
         yield Connect(standin, tokens)

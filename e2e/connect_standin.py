@@ -251,12 +251,15 @@ class ConnectStandIn:
         category: str,
         fields: list[dict[str, Any]] | None = None,
         files: dict[str, bytes] | None = None,
+        sections: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Put an item straight into a vault (by name), as if made in the 1Password app before the
         suite started: every client sees it at once."""
         vault_id = self.vault_id(vault)
         item: dict[str, Any] = {"title": title, "category": category, "vault": {"id": vault_id}}
         item["fields"] = fields or []
+        if sections:
+            item["sections"] = sections
         with self._lock:
             stored = self._store_new(vault_id, item, at=float("-inf"))
             for name, content in (files or {}).items():
@@ -271,6 +274,12 @@ class ConnectStandIn:
                     }
                 )
             return json.loads(json.dumps(stored))
+
+    def file_content(self, vault: str, title: str) -> bytes:
+        """The content of the one file attached to an item."""
+        (file,) = self.item(vault, title)["files"]
+        with self._lock:
+            return self._files[file["id"]]
 
     def edit_item(self, vault: str, title: str, fields: Mapping[str, str]) -> None:
         """Change field values (by label) of an item, as a person does in the 1Password app: a new

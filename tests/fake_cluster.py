@@ -28,6 +28,9 @@ class FakeCluster:
     def __init__(self, eso_version: str = "v1beta1"):
         group = ESO_GROUP
         self.annotated: list[tuple[str, str | None, str, dict[str, str]]] = []
+        self.paths: dict[str, Obj] = {}
+        self.lists: dict[tuple[str, str], list[Obj]] = {}
+        self.patched: list[tuple[str, Obj]] = []
         self.objects: dict[tuple[Any, ...], Obj] = {
             ("deployment", "onepassword", "onepassword-connect"): {
                 "spec": {"replicas": 1},
@@ -81,5 +84,16 @@ class FakeCluster:
         found.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
         self.annotated.append((plural, namespace, name, dict(annotations)))
 
-    def get(self, *key: Any) -> Obj:
+    # Objects by API path (cluster_secrets.kube.Api): the cluster's other objects, empty unless a test
+    # puts some there; `lists` answers list requests by (path, label selector).
+    def get(self, path: str) -> Obj | None:
+        return copy.deepcopy(self.paths.get(path))
+
+    def list(self, path: str, label_selector: str = "") -> list[Obj]:
+        return copy.deepcopy(self.lists.get((path, label_selector), []))
+
+    def merge_patch(self, path: str, body: Obj) -> None:
+        self.patched.append((path, body))
+
+    def object(self, *key: Any) -> Obj:
         return self.objects[key]

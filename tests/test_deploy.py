@@ -15,7 +15,7 @@ import pytest
 from pulumi import automation as auto
 
 from cluster_secrets import converge, deploy, preflight
-from cluster_secrets.onepassword import ItemSummary, OnePasswordError
+from cluster_secrets.onepassword import ItemDetails, ItemSummary, OnePasswordError
 from components.config import StackConfig
 from tests import fake_pulumi
 from tests.conftest import ROOT
@@ -29,6 +29,7 @@ class FakeVaults:
 
     def __init__(self) -> None:
         self.listed: list[ItemSummary] = []
+        self.details: dict[str, ItemDetails] = {}
 
     def vault_id(self, name: str) -> str:
         assert name == "HomeLab"
@@ -37,6 +38,9 @@ class FakeVaults:
     def items(self, vault_id: str) -> list[ItemSummary]:
         assert vault_id == "vault1"
         return list(self.listed)
+
+    def item(self, vault_id: str, item_id: str) -> ItemDetails:
+        return self.details[item_id]
 
 
 class FakeCli:
@@ -50,8 +54,10 @@ class FakeCli:
         script.chmod(0o755)
         self.project = tmp_path / "project"
         self.project.mkdir()
-        for name in ("Pulumi.yaml", "Pulumi.homelab.yaml"):
+        # The program too: the preflight evaluates it offline for what it would create.
+        for name in ("Pulumi.yaml", "Pulumi.homelab.yaml", "__main__.py"):
             shutil.copy(ROOT / name, self.project / name)
+        shutil.copytree(ROOT / "components", self.project / "components")
         self.lines: list[str] = []
         self.vaults = FakeVaults()
         self.reader: Callable[[object, object], FakeVaults] = lambda config, environ: self.vaults
@@ -61,7 +67,9 @@ class FakeCli:
         def check(
             stack: auto.Stack, config: StackConfig | None, command: str, environ: Mapping[str, str], say: deploy.Print
         ) -> None:
-            preflight.check(stack, config, command, environ, say, vaults=self.reader)
+            preflight.check(
+                stack, config, command, environ, say, vaults=self.reader, cluster=lambda path, context: self.cluster
+            )
 
         return deploy.Checks(preflight=check, cluster=lambda path, context: self.cluster, wait_seconds=0)
 
@@ -208,12 +216,15 @@ def test_preview_and_destroy(cli):
     assert [c.split()[0] for c in cli.commands() if c.split()[0] in ("preview", "destroy")] == ["preview", "destroy"]
 
 
-def test_preview_stops_before_pulumi_when_the_vault_holds_a_title_of_this_stack(cli):
+def test_preview_stops_before_pulumi_when_the_stack_would_create_what_exists_already(cli):
     cli.vaults.listed = [ItemSummary("made-by-hand", "argocd-secret"), ItemSummary("other", "unrelated")]
+    cli.cluster.paths["/api/v1/namespaces/onepassword"] = {"metadata": {"name": "onepassword"}}
     assert cli.run("preview", **cli.environ()) == converge.EXIT_USAGE
-    assert "1Password vault 'HomeLab' already holds items with the titles this stack would create" in cli.text
-    assert "'argocd-secret' (item made-by-hand), named by cluster-secrets:argocdSecretItem" in cli.text
-    assert "argo-admin" not in cli.text and "got 2" in cli.text
+    assert "Stack homelab would create what exists already, made outside it (nothing was changed):" in cli.text
+    assert "  1Password item 'argocd-secret' in vault 'HomeLab' (owner: nobody)" in cli.text
+    assert "  Namespace onepassword (owner: nobody)" in cli.text
+    assert "got 2" in cli.text and "`./cluster-secrets adopt homelab`" in cli.text
+    assert "argo-admin" not in cli.text and "unrelated" not in cli.text
     assert not [c for c in cli.commands() if c.startswith(("preview", "up"))]
 
 
@@ -269,7 +280,7 @@ def test_destroy_goes_on_after_an_item_was_deleted_by_hand(cli):
 def test_up_confirms_that_argocd_secret_holds_what_was_deployed(cli):
     assert cli.run(**cli.environ()) == converge.EXIT_OK
     assert f"argocd-secret has admin.passwordMtime {fake_pulumi.MTIME}." in cli.text
-    cli.cluster.get("secret", "argocd", "argocd-secret")["data"]["admin.passwordMtime"] = b64("2026-01-01T00:00:00Z")
+    cli.cluster.object("secret", "argocd", "argocd-secret")["data"]["admin.passwordMtime"] = b64("2026-01-01T00:00:00Z")
     cli.lines.clear()
     assert cli.run(**cli.environ()) == converge.EXIT_NOT_CONVERGED
     assert f"admin.passwordMtime 2026-01-01T00:00:00Z, the stack's is {fake_pulumi.MTIME}" in cli.text

@@ -65,7 +65,7 @@ def test_a_public_repository_gets_the_root_application_only():
     assert application == {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": "root", "namespace": "argocd"},
+        "metadata": {"name": "root", "namespace": "argocd", "annotations": {"pulumi.com/patchForce": "true"}},
         "spec": {
             "project": "default",
             "source": {"repoURL": REPO, "path": "clusters/homelab", "targetRevision": "HEAD"},
@@ -97,7 +97,11 @@ def test_https_credentials_make_a_repository_secret_from_the_items_username_and_
     assert external_secret["metadata"] == {
         "name": "gitops-repository",
         "namespace": "argocd",
-        "annotations": {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"},
+        "annotations": {
+            "pulumi.com/waitFor": "condition=Ready",
+            "pulumi.com/timeoutSeconds": "300",
+            "pulumi.com/patchForce": "true",
+        },
     }
     spec = external_secret["spec"]
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "one-secretstore"}

@@ -171,7 +171,11 @@ def test_cluster_secret_store_spec(homelab):
     assert (store["apiVersion"], store["kind"]) == ("external-secrets.io/v1beta1", "ClusterSecretStore")
     assert store["metadata"] == {
         "name": "one-secretstore",
-        "annotations": {"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "300"},
+        "annotations": {
+            "pulumi.com/waitFor": "condition=Ready",
+            "pulumi.com/timeoutSeconds": "300",
+            "pulumi.com/patchForce": "true",
+        },
     }
     assert store["spec"] == {
         # Only namespaces labelled for this store may use it; the program labels Argo CD's.
@@ -213,6 +217,7 @@ def test_external_secret_for_argocd(homelab):
             "pulumi.com/waitFor": "condition=Ready",
             "pulumi.com/timeoutSeconds": "300",
             "force-sync": "password-0.secretkey-0",
+            "pulumi.com/patchForce": "true",
         },
     }
     spec = external_secret["spec"]
@@ -247,13 +252,21 @@ def test_eso_objects_are_aliased_across_api_versions_so_an_upgrade_updates_in_pl
 
 def test_token_secret_holds_the_token_as_a_secret(homelab):
     token = homelab.named("external-secrets-connect-token")
-    assert token.plain["metadata"] == {"name": "onepassword-connect-token", "namespace": "eso"}
+    assert token.plain["metadata"] == {
+        "name": "onepassword-connect-token",
+        "namespace": "eso",
+        "annotations": {"pulumi.com/patchForce": "true"},
+    }
     assert token.plain["stringData"] == {"token": CANARY_TOKEN}
 
 
 def test_seed_versions_store_credentials_base64_and_use_v1beta1(homelab):
     credentials = homelab.named("connect-credentials").plain
-    assert credentials["metadata"] == {"name": "op-credentials", "namespace": "onepassword"}
+    assert credentials["metadata"] == {
+        "name": "op-credentials",
+        "namespace": "onepassword",
+        "annotations": {"pulumi.com/patchForce": "true"},
+    }
     value = credentials["stringData"]["1password-credentials.json"]
     assert base64.b64decode(value).decode() == CREDENTIALS_TEXT
     assert len(homelab.by_type(STORE)) == 1 and len(homelab.by_type(EXTERNAL_SECRET)) == 1

@@ -41,15 +41,15 @@ def healthy_outputs() -> dict[str, Any]:
 
 
 def store(cluster: FakeCluster) -> Obj:
-    return cluster.get(status.ESO_GROUP, "v1beta1", "clustersecretstores", "one-secretstore", None)
+    return cluster.object(status.ESO_GROUP, "v1beta1", "clustersecretstores", "one-secretstore", None)
 
 
 def external_secret(cluster: FakeCluster) -> Obj:
-    return cluster.get(status.ESO_GROUP, "v1beta1", "externalsecrets", "argocd-secret", "argocd")
+    return cluster.object(status.ESO_GROUP, "v1beta1", "externalsecrets", "argocd-secret", "argocd")
 
 
 def secret(cluster: FakeCluster) -> Obj:
-    return cluster.get("secret", "argocd", "argocd-secret")
+    return cluster.object("secret", "argocd", "argocd-secret")
 
 
 def run_status(cluster: FakeCluster, stack_outputs: Mapping[str, Any]) -> tuple[int, str]:

@@ -24,7 +24,7 @@ class LaggingCluster(FakeCluster):
         super().annotate(*args, **kwargs)  # type: ignore[arg-type]
         self.stale_syncs -= 1
         if self.stale_syncs <= 0:
-            self.get("secret", "argocd", "argocd-secret")["data"]["admin.passwordMtime"] = b64(NEW)
+            self.object("secret", "argocd", "argocd-secret")["data"]["admin.passwordMtime"] = b64(NEW)
 
 
 class Clock:
@@ -66,9 +66,9 @@ def test_a_stale_secret_is_synced_again_until_it_holds_the_stacks_mtime() -> Non
 
 def test_a_store_and_an_external_secret_that_are_not_ready_are_asked_to_sync() -> None:
     cluster = FakeCluster()
-    store = cluster.get(ESO_GROUP, "v1beta1", "clustersecretstores", "one-secretstore", None)
+    store = cluster.object(ESO_GROUP, "v1beta1", "clustersecretstores", "one-secretstore", None)
     store["status"] = ready("InvalidProviderConfig: 401 Invalid bearer token", ok=False)
-    external_secret = cluster.get(ESO_GROUP, "v1beta1", "externalsecrets", "argocd-secret", "argocd")
+    external_secret = cluster.object(ESO_GROUP, "v1beta1", "externalsecrets", "argocd-secret", "argocd")
     external_secret["status"] = ready("SecretSyncedError", ok=False)
 
     def sync_both(*args: object, **kwargs: object) -> None:

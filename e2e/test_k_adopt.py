@@ -1,0 +1,264 @@
+"""Scenario k: a cluster built by the reference steps by hand is taken over by `adopt`, in place.
+
+On a fresh cluster (`e2e-adopt`, cluster 3, working vault E2EAdopt), as the reference steps do it:
+kubectl for the namespaces and the two Secrets, `helm install` of the three charts from the served
+chart repository with the reference values, kubectl for the ClusterSecretStore and the ExternalSecret,
+and the items `argocd-secret` (a bcrypt `$2a$` hash, as `argocd account bcrypt` makes them, an mtime,
+a secret key) and `argo-admin` (the known password) in 1Password. Then `up` stops at the preflight,
+and `adopt --yes` takes it all over: argocd-secret keeps its uid and data, the known password still
+logs in, no 1Password item is added, and a rotation afterwards works.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+import yaml
+
+from components.admin_secret import ARGOCD_SECRET_KEYS
+from e2e import harness
+from e2e.conftest import ADOPT_VAULT, Connect, Deployment, SecretWatch, deployment
+from e2e.controlplane import Cluster, Unavailable, start_argocd_server, wait_until
+from e2e.harness import BIN, Secret, secret_data
+from e2e.test_g_login import log_in
+
+ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
+EXTERNAL_SECRET = "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret"
+STORE = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
+PASSWORD = "correct-horse-battery-staple-e2e"  # the reference setup's admin password, known to the test
+MTIME = "2026-12-01T10:00:00Z"
+CLIENT = "eso-e2e-adopt"  # the Connect stand-in's name for this cluster's ESO (conftest.CONNECT_SERVERS)
+SETTINGS = {
+    "workingVault": ADOPT_VAULT,
+    "storeVaults": {ADOPT_VAULT: 1},
+    "credentialsItem": "1password-credentials-adopt",
+    "tokenItem": "onepassword-connect-token-adopt",
+}
+# The reference steps' values: ESO's webhooks off as in every e2e stack (harness.ESO_VALUES).
+REFERENCE_VALUES = {
+    "connect": {},
+    "external-secrets": {"installCRDs": True, **harness.ESO_VALUES},
+    "argo-cd": {
+        "dex": {"enabled": False},
+        "notifications": {"enabled": False},
+        "configs": {"params": {"server.insecure": True}, "secret": {"createSecret": False}},
+    },
+}
+
+
+def seed_items(connect: Connect) -> dict[str, Secret]:
+    """argocd-secret and argo-admin in E2EAdopt, made "by hand": the fields in a section, a $2a$ hash."""
+    secret_key = secrets.token_hex(32)
+    salt = b"$2a$10$" + bcrypt.gensalt(10)[7:]
+    password_hash = bcrypt.hashpw(PASSWORD.encode(), salt).decode()
+    section = {"id": "reference", "label": ""}
+    values = {"admin.password": password_hash, "admin.passwordMtime": MTIME, "server.secretkey": secret_key}
+    fields = [
+        {"section": {"id": "reference"}, "type": "CONCEALED", "label": label, "value": value}
+        for label, value in values.items()
+    ]
+    connect.standin.add_item(ADOPT_VAULT, "argocd-secret", "SECURE_NOTE", fields=fields, sections=[section])
+    login = [
+        {"id": "username", "type": "STRING", "purpose": "USERNAME", "label": "username", "value": "admin"},
+        {"id": "password", "type": "CONCEALED", "purpose": "PASSWORD", "label": "password", "value": PASSWORD},
+    ]
+    connect.standin.add_item(ADOPT_VAULT, "argo-admin", "LOGIN", fields=login)
+    return {key: Secret(value) for key, value in values.items()}
+
+
+def helm_install(cluster: Cluster, charts: str, workdir: Path, release: str, chart: str, version: str, ns: str) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    values = workdir / f"{release}-values.yaml"
+    values.write_text(yaml.safe_dump(REFERENCE_VALUES[chart]))
+    env = {
+        name: str(workdir / "helm" / name.lower()) for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+    }
+    command = [str(BIN / "helm"), "install", release, chart, "--repo", charts, "--version", version, "-n", ns]
+    command += ["--kubeconfig", str(cluster.kubeconfig), "--kube-context", cluster.context, "-f", str(values)]
+    subprocess.run(command, env={"PATH": "/usr/bin:/bin", **env}, check=True, capture_output=True, text=True)
+
+
+def ready(obj: dict | None) -> bool:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def reference_setup(cluster: Cluster, charts: str, connect: Connect, workdir: Path) -> None:
+    """The reference steps, by hand, on `cluster`."""
+    for ns in ("onepassword", "eso", "argocd"):
+        cluster.api("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    standin = connect.standin
+    credentials = standin.file_content("InitHomeLab", "1password-credentials-adopt")
+    token = connect.tokens[CLIENT]
+    # kubectl create secret generic ... --from-literal: chart 1.17.0 wants the file base64-encoded.
+    for ns, name, key, value in (
+        ("onepassword", "op-credentials", "1password-credentials.json", base64.b64encode(credentials).decode()),
+        ("eso", "onepassword-connect-token", "token", token),
+    ):
+        cluster.api(
+            "POST", f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": name}, "stringData": {key: value}}
+        )
+    helm_install(cluster, charts, workdir, "connect", "connect", "1.17.0", "onepassword")
+    helm_install(cluster, charts, workdir, "external-secrets", "external-secrets", "0.12.1", "eso")
+    helm_install(cluster, charts, workdir, "argocd", "argo-cd", "10.1.1", "argocd")
+    wait_until(lambda: cluster.get("/apis/external-secrets.io/v1beta1"), 60, "ESO's CRDs")
+    store = {
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": "one-secretstore"},
+        "spec": {
+            "provider": {
+                "onepassword": {
+                    "connectHost": f"http://{harness.CONNECT_HOST_NAME}:8080",
+                    "vaults": {ADOPT_VAULT: 1},
+                    "auth": {
+                        "secretRef": {
+                            "connectTokenSecretRef": {
+                                "name": "onepassword-connect-token",
+                                "key": "token",
+                                "namespace": "eso",
+                            }
+                        }
+                    },
+                }
+            }
+        },
+    }
+    cluster.api("POST", "/apis/external-secrets.io/v1beta1/clustersecretstores", store)
+    external_secret = {
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "argocd-secret", "namespace": "argocd"},
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "one-secretstore"},
+            "target": {
+                "name": "argocd-secret",
+                "creationPolicy": "Owner",
+                "template": {"metadata": {"labels": {"app.kubernetes.io/part-of": "argocd"}}},
+            },
+            "data": [
+                {"secretKey": key, "remoteRef": {"key": "argocd-secret", "property": key}} for key in ARGOCD_SECRET_KEYS
+            ],
+        },
+    }
+    cluster.api("POST", "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets", external_secret)
+    wait_until(
+        lambda: ready(cluster.get(EXTERNAL_SECRET)) and cluster.get(ARGOCD_SECRET), 120, "argocd-secret from ESO"
+    )
+
+
+@pytest.fixture(scope="module")
+def by_hand(
+    workdir: Path, charts: str, connect: Connect, project: tuple[Path, dict[str, str]]
+) -> Iterator[tuple[Deployment, dict[str, Secret]]]:
+    if not (BIN / "helm").exists():
+        pytest.skip("no helm binary: run e2e/build-tools helm")
+    with deployment("e2e-adopt", 3, "homelab", workdir, charts, connect, project, **SETTINGS) as result:
+        values = seed_items(connect)
+        reference_setup(result.cluster, charts, connect, workdir / "adopt")
+        yield result, values
+
+
+def releases(cluster: Cluster) -> dict[str, str]:
+    """Helm release name -> its latest revision, from the release records."""
+    found = {}
+    for ns in ("onepassword", "eso", "argocd"):
+        listed = cluster.api("GET", f"/api/v1/namespaces/{ns}/secrets", query={"labelSelector": "owner=helm"})
+        for record in listed["items"]:
+            labels = record["metadata"]["labels"]
+            found[labels["name"]] = max(found.get(labels["name"], "0"), labels["version"])
+    return found
+
+
+def test_up_stops_at_the_preflight_naming_what_the_reference_steps_made(
+    by_hand: tuple[Deployment, dict[str, Secret]], connect: Connect
+) -> None:
+    adopted, _ = by_hand
+    items_before = connect.standin.items(ADOPT_VAULT)
+    revisions = releases(adopted.cluster)
+    run = adopted.tool("up", "k: up on the reference setup")
+    assert run.code == 2, "up did not stop (its output is above)"
+    for what in (
+        "Namespace onepassword (owner: nobody)",
+        "Secret onepassword/op-credentials (owner: nobody)",
+        "Secret eso/onepassword-connect-token (owner: nobody)",
+        "Helm release onepassword/connect (chart connect) (owner: Helm release onepassword/connect (chart connect))",
+        "Helm release eso/external-secrets",
+        "Helm release argocd/argocd (chart argo-cd)",
+        "ClusterSecretStore one-secretstore (owner: nobody)",
+        "ExternalSecret argocd/argocd-secret (owner: nobody)",
+        f"1Password item 'argocd-secret' in vault '{ADOPT_VAULT}' (owner: nobody)",
+        f"1Password item 'argo-admin' in vault '{ADOPT_VAULT}' (owner: nobody)",
+    ):
+        assert what in run.output, what
+    assert "./cluster-secrets adopt e2e-adopt" in run.output
+    assert connect.standin.items(ADOPT_VAULT) == items_before
+    assert releases(adopted.cluster) == revisions
+    assert [route for route in run.requests if not route.startswith("GET ")] == []
+
+
+def test_adopt_takes_it_over_in_place(by_hand: tuple[Deployment, dict[str, Secret]], connect: Connect) -> None:
+    adopted, values = by_hand
+    item_ids = sorted(item["id"] for item in connect.standin.items(ADOPT_VAULT))
+    secret = adopted.get(ARGOCD_SECRET)
+    uid, data = secret["metadata"]["uid"], secret_data(secret)
+    assert data == values
+    watch = SecretWatch(adopted.cluster)
+    run = adopted.tool("adopt", "k: adopt --yes", extra=["--yes"])
+    events = watch.stop()
+    assert run.code == 0, "adopt failed (its output is above)"
+    assert "kept as the source of truth" in run.output and "imported: the same Helm release goes on" in run.output
+    assert "cluster-secrets:adoptedArgocdItems: true" in run.output
+    assert 'cluster-secrets:argocdCreateSecret: "false"' in run.output
+    secret = adopted.get(ARGOCD_SECRET)
+    assert secret["metadata"]["uid"] == uid and secret_data(secret) == data
+    assert "DELETED" not in events, events
+    assert sorted(item["id"] for item in connect.standin.items(ADOPT_VAULT)) == item_ids
+    outputs = adopted.outputs()
+    assert outputs["argocdAdminPassword"] == Secret(PASSWORD)
+    assert outputs["argocdAdminPasswordMtime"] == MTIME
+    assert (outputs["argocdCreateSecret"], outputs["argocdSecretSynced"]) == (False, True)
+    adopted.converged = True
+
+
+def test_after_adopt_the_known_password_logs_in_and_up_changes_nothing(
+    by_hand: tuple[Deployment, dict[str, Secret]],
+) -> None:
+    adopted, _ = by_hand
+    adopted.require_converged()
+    try:
+        server = start_argocd_server(adopted.cluster)
+    except Unavailable as missing:
+        pytest.skip(str(missing))
+    try:
+        status, answer = log_in(server.url, PASSWORD)
+        assert status == 200 and answer.get("token"), f"login refused with HTTP {status}"
+    finally:
+        server.stop()
+    run = adopted.tool("up", "k: up after adopt")
+    assert run.code == 0, "up failed (its output is above)"
+    assert "run 1: no changes" in run.output
+    assert [route for route in run.requests if not route.startswith("GET ")] == []
+    status_run = adopted.tool("status", "k: status after adopt")
+    assert status_run.code == 0, "a link is broken (the output is above)"
+
+
+def test_a_rotation_after_adopt_works(by_hand: tuple[Deployment, dict[str, Secret]], connect: Connect) -> None:
+    adopted, _ = by_hand
+    adopted.require_converged()
+    adopted.set_keys(argocdAdminPasswordRotation=1)
+    run = adopted.tool("up", "k: rotation after adopt")
+    assert run.code == 0, "up failed (its output is above)"
+    password = adopted.outputs()["argocdAdminPassword"]
+    assert password != Secret(PASSWORD)
+    new_hash = secret_data(adopted.get(ARGOCD_SECRET))["admin.password"]
+    assert bcrypt.checkpw(password.value.encode(), new_hash.value.encode())
+    assert not bcrypt.checkpw(PASSWORD.encode(), new_hash.value.encode())
+    assert connect.item_fields(ADOPT_VAULT, "argo-admin")["password"] == password
