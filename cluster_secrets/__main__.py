@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from cluster_secrets import adopt, converge, deploy, desired, plan, render, review, status
+from cluster_secrets import adopt, charts, converge, deploy, desired, init, plan, render, review, status
 from cluster_secrets.errors import UsageError
 from components.errors import ConfigError
 
@@ -42,6 +42,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         command.add_argument("stack", help="stack name, e.g. homelab")
         if name in ("destroy", "adopt"):
             command.add_argument("--yes", action="store_true", help=f"{name} without asking")
+    starting = commands.add_parser(
+        "init",
+        help="write a new stack file (with --create-1password, also what it needs in 1Password)",
+        epilog=EXIT_CODES,
+    )
+    starting.formatter_class = argparse.RawDescriptionHelpFormatter
+    starting.add_argument("stack", help="stack name, e.g. mycluster")
+    init.add_arguments(starting)
     planning = commands.add_parser(
         "plan", help="the desired state of a stack, offline (no cluster, 1Password or CLI)", epilog=EXIT_CODES
     )
@@ -74,8 +82,16 @@ def plan_command(args: argparse.Namespace) -> int:
     if args.charts and not (args.charts / "index.yaml").exists():
         raise UsageError(f"--charts {args.charts}: no index.yaml there (expected a folder of chart packages)")
     stack = desired.of_stack(args.program_dir, args.stack, args.new_stack)
+    warnings = list(stack.warnings)
+    if args.render:
+        # A pinned version the repository lacks, or a values key its chart lacks (charts.py).
+        releases = [r["inputs"] for r in stack.state["resources"] if r["type"] == render.HELM_RELEASE]
+        errors, chart_warnings = charts.check(releases, stack.config, charts.Repositories(local=args.charts))
+        if errors:
+            raise UsageError("\n".join(errors))
+        warnings += chart_warnings
     state = render.with_manifests(stack.state, args.charts) if args.render else stack.state
-    for warning in stack.warnings:
+    for warning in warnings:
         complain(f"warning: {warning}")
     if stack.stand_ins:
         complain(f"plan: placeholders stand in for the 1Password reads of {', '.join(stack.stand_ins)}")
@@ -122,6 +138,13 @@ def main(argv: list[str]) -> int:
             return diff_command(args)
         if args.command == "status":
             return status.run(PROJECT_DIR, args.stack, os.environ, say=say, complain=complain)
+        if args.command == "init":
+            options = init.options_from(args)
+            return deploy.guarded(
+                "init",
+                lambda: init.run(PROJECT_DIR, args.stack, options, say, init.terminal_ask(), os.environ),
+                complain,
+            )
         if args.command == "adopt":
             question = f"Take this over into stack {args.stack} and converge it?"
             return deploy.guarded(

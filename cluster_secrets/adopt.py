@@ -30,9 +30,9 @@ objects no release owns.
 import contextlib
 import importlib.metadata
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import ItemDetails, OnePasswordError, Vaults, reader
 from cluster_secrets.stack_files import set_keys, stack_file
-from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, discover
+from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, detach_hint, discover
 from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY
 from components.argocd import ARGOCD_SECRET
 from components.config import StackConfig
@@ -55,6 +55,8 @@ from components.onepassword_items import ITEM_CATEGORIES
 Print = Callable[[str], None]
 REPLACING = {"replace", "create-replacement", "delete-replaced", "delete", "discard"}
 HELM_LABEL = {"app.kubernetes.io/managed-by": "Helm"}
+# Argo CD parses admin.passwordMtime with Go's time.RFC3339 only (FACTS.md, Argo CD).
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 CLUSTER_SCOPED = {
     "Namespace",
     "CustomResourceDefinition",
@@ -110,6 +112,9 @@ def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config:
         )
         return problems
     password = admin.value("password") or next((f.value for f in admin.fields if f.purpose == "PASSWORD"), "")
+    if not password:
+        problems.append(f"1Password item {admin.title!r} has no password: set the one Argo CD accepts")
+        return problems
     try:
         matches = bool(password) and bcrypt.checkpw(password.encode(), secret.value(ADMIN_PASSWORD, True).encode())
     except ValueError:
@@ -119,12 +124,10 @@ def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config:
             f"1Password items {secret.title!r} and {admin.title!r}: the admin.password hash does not match the "
             "password: set the one that Argo CD accepts in both"
         )
-    try:
-        datetime.fromisoformat(secret.value(ADMIN_PASSWORD_MTIME, True).replace("Z", "+00:00"))
-    except ValueError:
+    if not RFC3339.match(secret.value(ADMIN_PASSWORD_MTIME, True)):
         problems.append(
             f"1Password item {secret.title!r}: admin.passwordMtime is not an RFC3339 time (Argo CD ignores it): "
-            "set one, e.g. 2026-12-06T10:00:00Z"
+            "set one, e.g. 2025-01-31T12:00:00Z"
         )
     return problems
 
@@ -136,7 +139,8 @@ def plan(
     argocd_secret: dict[str, Any] | None,
 ) -> Plan:
     """What adopt will do with what was found (`items`: the details of the items found, by title)."""
-    blockers = [f.blocker for f in found if f.blocker]
+    managed = application_blockers(found)
+    blockers = managed + [f.blocker for f in found if f.blocker and not f.owner.startswith("Argo CD Application")]
     taken_items = [f for f in found if f.wanted.type == ITEM]
     keys: dict[str, Any] = {}
     if taken_items:
@@ -153,11 +157,23 @@ def plan(
     return Plan(found, blockers, keys, keep, unreleased)
 
 
+def application_blockers(found: Sequence[Found]) -> list[str]:
+    """One line for each Argo CD Application that manages something found, naming it all."""
+    lines = []
+    for owner in sorted({f.owner for f in found if f.blocker and f.owner.startswith("Argo CD Application")}):
+        managed = [f for f in found if f.owner == owner and f.blocker]
+        hint = detach_hint(owner.rsplit(" ", 1)[1].split("/")[0], managed[0].application)
+        lines.append(f"{', '.join(f.wanted.what for f in managed)}: managed by {owner}; {hint}")
+    return lines
+
+
 def describe(plan_: Plan, stack: str) -> list[str]:
     """The plan, for people: what is taken over and how, and what adopt changes before `up`."""
     lines = [f"adopt {stack}: what exists already and how it is taken over"]
     for f in plan_.found:
-        if f.wanted.type == ITEM:
+        if f.blocker:
+            how = "not taken over (below)"
+        elif f.wanted.type == ITEM:
             how = "kept as the source of truth (its values stay until the first rotation)"
         elif f.wanted.name in plan_.unreleased:
             how = "installed over the objects, which get Helm's ownership metadata first"
@@ -170,16 +186,19 @@ def describe(plan_: Plan, stack: str) -> list[str]:
         lines.append(f"  Pulumi.{stack}.yaml: cluster-secrets:{key}: {json.dumps(value)}")
     if plan_.keep_argocd_secret:
         lines.append(f"  Secret {ARGOCD_SECRET}: annotated {next(iter(KEEP))}: keep, so no chart upgrade deletes it")
-    lines.append("Then a preview shows what the first `up` changes, and `up` converges the stack.")
+    if not plan_.blockers:
+        lines.append("Then a preview shows what the first `up` changes, and `up` converges the stack.")
     return lines
 
 
 def import_resources(
-    found: Sequence[Found], registrations: Sequence[Registration], onepassword_plugin: Mapping[str, str]
+    taking: Plan, registrations: Sequence[Registration], onepassword_plugin: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """The `pulumi import` file's resources: the components that are parents, the cluster's provider
-    (with the program's own configuration) and everything found."""
+    (with the program's own configuration) and everything found, but the releases no release record
+    is there for (`up` installs them over their objects)."""
     by_name = {r.name: r for r in registrations}
+    found = [f for f in taking.found if f.wanted.name not in taking.unreleased]
     parents = {f.wanted.parent for f in found}
     resources: list[dict[str, Any]] = [
         {"type": by_name[name].type, "name": name, "component": True} for name in sorted(parents)
@@ -284,8 +303,9 @@ def run(
     path = stack_file(project_dir, stack_name)
     with restored_on_failure(state, path):
         take_over(taking, config, path, api, evaluation.registrations, environ)
-        state.import_resources(import_resources(found, evaluation.registrations, plugin_of("pulumi_onepassword")))
-        say(f"Imported {len(found)} resource(s) into stack {stack_name}.")
+        state.import_resources(import_resources(taking, evaluation.registrations, plugin_of("pulumi_onepassword")))
+        imported = len(found) - len(taking.unreleased)
+        say(f"Imported {imported} object(s), release(s) and item(s) into stack {stack_name}.")
         ops = preview_ops(stack)
         adopted = {f.wanted.name for f in found}
         dangerous = [f"{op} {name}" for op, name in ops if op in REPLACING and name in adopted]

@@ -16,6 +16,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from cluster_secrets import converge, preflight, synced
+from cluster_secrets.charts import ChartError
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Cluster, ClusterError, KubeCluster, eso_version, kubeconfig_file
 from cluster_secrets.onepassword import OnePasswordError
@@ -247,7 +248,7 @@ def guarded(command: str, action: Callable[[], int], complain: Print | None = No
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")
         return converge.EXIT_FAILED
-    except (OnePasswordError, ClusterError) as error:
+    except (OnePasswordError, ClusterError, ChartError) as error:
         complain(f"error: {error}")
         return converge.EXIT_FAILED
 

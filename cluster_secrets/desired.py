@@ -15,7 +15,7 @@ from cluster_secrets import offline
 from cluster_secrets.errors import UsageError
 from cluster_secrets.stack_files import project_values, stack_config
 from components import outputs
-from components.config import load_config
+from components.config import StackConfig, load_config
 
 SECRET_MARKER = "[secret]"
 
@@ -28,6 +28,7 @@ class DesiredState:
     state: dict[str, Any]  # stack, resources, reads, outputs; every secret is SECRET_MARKER
     warnings: list[str]  # what `pulumi preview` would warn about
     stand_ins: list[str]  # the 1Password reads that placeholders answered
+    config: StackConfig  # the stack's own config, validated
 
 
 def masked(value: Any) -> Any:
@@ -52,7 +53,8 @@ def evaluate_stack(
     The config is validated first, so a bad stack file is reported whole, before the primary is read.
     """
     values = stack_config(program_dir, stack, config)  # read once: YAML 1.2 parsing is the slow part
-    primary = load_config(project_values(values), stack).primary_stack
+    validated = load_config(project_values(values), stack)
+    primary = validated.primary_stack
     other_stacks = {}
     if primary:
         primary_stack = primary.split("/")[-1]
@@ -61,7 +63,9 @@ def evaluate_stack(
         followed = evaluate_stack(program_dir, primary_stack)
         other_stacks[primary] = offline.StackOutputs(followed.outputs, frozenset(followed.secret_outputs))
     monitor = offline.recording_monitor(None, None if new_stack else CONVERGED, other_stacks)
-    return offline.evaluate(program_dir, stack, monitor, values)
+    evaluation = offline.evaluate(program_dir, stack, monitor, values)
+    evaluation.config = validated
+    return evaluation
 
 
 def state_of(evaluation: offline.Evaluation, stack: str) -> dict[str, Any]:
@@ -111,4 +115,5 @@ def of_stack(program_dir: Path, stack: str, new_stack: bool = False) -> DesiredS
     """
     evaluation = evaluate_stack(program_dir, stack, new_stack)
     warnings = [message for severity, message in evaluation.monitor.log.messages if severity == "warning"]
-    return DesiredState(state_of(evaluation, stack), warnings, stand_ins(evaluation))
+    assert evaluation.config is not None  # evaluate_stack validated it
+    return DesiredState(state_of(evaluation, stack), warnings, stand_ins(evaluation), evaluation.config)

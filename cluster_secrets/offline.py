@@ -29,7 +29,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
 from components.admin_secret import ARGOCD_SECRET_KEYS
-from components.config import PROJECT
+from components.config import PROJECT, StackConfig
 
 ORGANIZATION = "organization"  # the organization of DIY backends (file, S3)
 
@@ -271,6 +271,7 @@ class Evaluation:
     monitor: RecordingMonitor
     outputs: dict[str, Any]  # stack outputs, resolved and unwrapped
     secret_outputs: set[str] = field(default_factory=set)
+    config: StackConfig | None = None  # the stack's validated config, where the caller had it
 
     @property
     def registrations(self) -> list[Registration]:

@@ -26,11 +26,11 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import desired
+from cluster_secrets import charts, desired
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
-from cluster_secrets.takeover import conflict_message, discover
+from cluster_secrets.takeover import HELM_RELEASE, conflict_message, discover
 from components.config import StackConfig
 
 ITEM_TYPE = "onepassword:index/item:Item"
@@ -135,6 +135,7 @@ def check(
     say: Print,
     vaults: Callable[[Mapping[str, str], Mapping[str, str]], Vaults] = reader,
     cluster: Callable[[str, str], Api] = KubeCluster,
+    repositories: charts.Repositories | None = None,
 ) -> None:
     """The preflight of `command` (up, preview or destroy; `config` is None for a destroy, which reads
     only the state) on `stack`. Raises UsageError when the stack would create what exists already
@@ -157,6 +158,12 @@ def check(
         raise OnePasswordError(f"before {command}, reading 1Password: {error}") from None
     if config is not None and looks:
         registrations = desired.evaluate_stack(Path(stack.workspace.work_dir), stack.name).registrations
+        releases = [r.plain for r in registrations if r.type == HELM_RELEASE]
+        errors, warnings = charts.check(releases, config, repositories or charts.Repositories())
+        for warning in warnings:
+            say(f"warning: {warning}")
+        if errors:
+            raise UsageError("\n".join(errors))
         try:
             api = cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
             found = discover(config, registrations, deployment, api, listed.get(working, []), working)

@@ -6,6 +6,7 @@ ruamel.yaml's YAML 1.2 loader. The CLI also type-checks each value against the `
 declares in Pulumi.yaml; `stack_config` does the same, so `plan` and `up` accept the same files.
 """
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -16,7 +17,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from cluster_secrets.errors import UsageError
-from components.config import PROJECT, shown
+from components.config import PROJECT, load_config, shown
+from components.errors import ConfigError
 
 # What each Pulumi.yaml `type` accepts, as YAML loads it (bool is an int in Python: checked first).
 # Pulumi itself writes booleans and integers back as strings when it rewrites a stack file (`pulumi
@@ -96,18 +98,59 @@ def stack_config(program_dir: Path, stack: str, overrides: Mapping[str, Any] | N
         f"{PROJECT}:{key}": spec["default"] for key, spec in declared.items() if "default" in spec
     }
     problems = []
-    for key, value in _config_map(path, read_yaml(path), required=True).items():
+    config = _config_map(path, read_yaml(path), required=True)
+    after_empty = False  # the key before was empty: a map under it that lost its indentation comes next
+    for key, value in config.items():
         namespace, _, name = str(key).partition(":")
         if not name:
-            problems.append(f"{shown(key)}: is not a config key (expected <namespace>:<name>, e.g. {PROJECT}:{key})")
+            where = f"line {_line(path, key)}: " if after_empty else ""
+            hint = " (or a map under the key above that is not indented under it)" if after_empty else ""
+            problems.append(
+                f"{where}{shown(key)}: is not a config key (expected <namespace>:<name>, e.g. {PROJECT}:{key}){hint}"
+            )
+            after_empty = after_empty and value is not None
+            continue
+        after_empty = value is None
+        if namespace != PROJECT and _near(namespace):
+            problems.append(f"{key}: {shown(namespace)} is not a namespace here; did you mean {PROJECT}:{name}?")
         elif namespace == PROJECT and name in declared and not _TYPE_CHECKS[declared[name]["type"]](value):
-            problems.append(f"{key}: {shown(value)} is not of type {declared[name]['type']} (as Pulumi.yaml declares)")
+            kind = declared[name]["type"]
+            hint = (
+                f"; write it in quotes (YAML reads {value} as a number)"
+                if kind == "string" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                else ""
+            )
+            problems.append(f"{key}: {shown(value)} is not of type {kind} (as Pulumi.yaml declares){hint}")
         values[str(key)] = value
     if problems:
+        # Every problem at once: the config model's too, for the keys the file got the type of right.
+        reported = {problem.split(":", 2)[1] for problem in problems if problem.startswith(f"{PROJECT}:")}
+        try:
+            load_config(project_values({k: _config_text(v) for k, v in values.items() if v is not None}), stack)
+        except ConfigError as error:
+            lines = [line.strip() for line in str(error).splitlines()[1:]]
+            problems += [line for line in lines if line.split(":", 2)[1] not in reported]
         raise UsageError(f"{path.name}:\n  " + "\n  ".join(problems))
     for key, value in (overrides or {}).items():
         values[key if ":" in key else f"{PROJECT}:{key}"] = value
     return {key: _config_text(value) for key, value in values.items() if value is not None}
+
+
+def _near(namespace: str) -> bool:
+    """A namespace that is a slip of the project's (cluster_secrets, clusterSecrets, cluster-secret)."""
+    squeezed = re.sub(r"[^a-z0-9]", "", namespace.lower())
+    return squeezed == re.sub(r"[^a-z0-9]", "", PROJECT) or bool(
+        difflib.get_close_matches(namespace, [PROJECT], cutoff=0.8)
+    )
+
+
+def _line(path: Path, key: Any) -> int | None:
+    """The line of a `config:` key in a stack file (read again with line marks; for messages only)."""
+    document = YAML(typ="rt", pure=True).load(path.read_text())
+    try:
+        return int(document["config"].lc.key(key)[0]) + 1
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def project_values(config: Mapping[str, str]) -> dict[str, str]:
@@ -132,6 +175,8 @@ def set_keys(path: Path, keys: Mapping[str, Any]) -> None:
         return
     yaml = YAML()
     yaml.preserve_quotes = True
+    yaml.width = 4096  # no line is folded that the user did not fold
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the indentation of the stack files here
     document = yaml.load(path.read_text())
     for key, value in keys.items():
         document["config"][f"{PROJECT}:{key}"] = value

@@ -150,7 +150,7 @@ def _judged(config: StackConfig, api: Api, found: Found) -> Found:
         owner = f"Argo CD Application {namespace}/{found.application}"
         blocker = f"{found.wanted.what} is managed by {owner}: {detach_hint(namespace, found.application)}"
         return Found(found.wanted, found.import_id, owner, blocker, found.application)
-    if found.wanted.type == HELM_RELEASE or found.owner == "nobody":
+    if found.owner in ("nobody", "its objects: nobody"):
         return found
     blocker = (
         f"{found.wanted.what} belongs to {found.owner}: two owners would fight over it; delete it there first, "
@@ -164,7 +164,7 @@ def _found_release(config: StackConfig, api: Api, want: Wanted) -> Found | None:
     record = helm_release(api, namespace, name)
     if record is not None:
         chart = ((record.get("chart") or {}).get("metadata") or {}).get("name", "")
-        found = Found(want, want.import_id, f"Helm release {want.import_id} (chart {chart})")
+        found = Found(want, want.import_id, f"Helm, revision {record.get('version', '?')}")
         expected = want.what.rsplit("(chart ", 1)[1].rstrip(")")
         if chart != expected:
             blocker = f"{want.what}: the release there has chart {chart!r}; remove it (helm uninstall) or rename ours"
@@ -176,6 +176,8 @@ def _found_release(config: StackConfig, api: Api, want: Wanted) -> Found | None:
     if obj is None:
         return None
     owner, application = owner_of(obj)
+    if owner == f"Helm release {want.import_id}":
+        return None  # marked for this release (by adopt): `helm install` adopts such objects (Helm 3.2+)
     return _judged(config, api, Found(want, want.import_id, f"its objects: {owner}", application=application))
 
 
@@ -207,7 +209,16 @@ def discover(
         if obj is not None:
             owner, application = owner_of(obj)
             found.append(_judged(config, api, Found(want, want.import_id, owner, application=application)))
-    return _one_item_per_title(found)
+    return sorted(_one_item_per_title(found), key=lambda f: ORDER.index(_kind(f.wanted.type)))
+
+
+# How a plan lists what was found: namespaces, then what is in them, releases, ESO's objects, items.
+ORDER = ("Namespace", "Secret", "Release", "other", "Item")
+
+
+def _kind(type_token: str) -> str:
+    kind = type_token.rsplit(":", 1)[-1]
+    return kind if kind in ORDER else "other"
 
 
 def _one_item_per_title(found: list[Found]) -> list[Found]:

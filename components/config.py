@@ -56,8 +56,9 @@ _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def shown(value: Any) -> str:
-    """A value as an error message shows it: repr, cut to SHOWN_VALUE_LENGTH characters."""
-    text = repr(value)
+    """A value as an error message shows it, in YAML's words (null, true; not Python's None, True):
+    a string quoted, anything else as JSON; cut to SHOWN_VALUE_LENGTH characters."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
     if len(text) <= SHOWN_VALUE_LENGTH:
         return text
     return f"{text[:SHOWN_VALUE_LENGTH]}... ({len(text)} characters)"

@@ -69,9 +69,12 @@ def test_a_title_the_vault_holds_already_stops_preview_and_up_before_anything_is
         for command in ("preview", "up"):
             run = faults.tool(command, f"f: a title the vault holds, {command}")
             assert run.code == 2, f"{command} did not stop (its output is above)"
-            assert f"1Password vault '{FAULTS_VAULT}' already holds items with the titles this stack" in run.output
-            assert "'argocd-secret' (item " in run.output and "cluster-secrets:argocdSecretItem" in run.output
-            assert "argo-admin" not in run.output and "Nothing was changed" in run.output
+            assert (
+                "Stack e2e-faults would create what exists already, made outside it (nothing was changed)" in run.output
+            )
+            assert f"1Password item 'argocd-secret' in vault '{FAULTS_VAULT}' (owner: nobody)" in run.output
+            assert "got 2" in run.output and "./cluster-secrets adopt e2e-faults" in run.output
+            assert "argo-admin" not in run.output
             assert [route for route in run.requests if not route.startswith("GET ")] == []
         assert [item["title"] for item in standin.items(FAULTS_VAULT)] == ["argocd-secret"]
         assert faults.outputs() == {}

@@ -16,11 +16,13 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
 import yaml
 
+from cluster_secrets.kube import object_path
 from components.admin_secret import ARGOCD_SECRET_KEYS
 from e2e import harness
 from e2e.conftest import ADOPT_VAULT, Connect, Deployment, SecretWatch, deployment
@@ -34,12 +36,10 @@ STORE = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
 PASSWORD = "correct-horse-battery-staple-e2e"  # the reference setup's admin password, known to the test
 MTIME = "2026-12-01T10:00:00Z"
 CLIENT = "eso-e2e-adopt"  # the Connect stand-in's name for this cluster's ESO (conftest.CONNECT_SERVERS)
-SETTINGS = {
-    "workingVault": ADOPT_VAULT,
-    "storeVaults": {ADOPT_VAULT: 1},
-    "credentialsItem": "1password-credentials-adopt",
-    "tokenItem": "onepassword-connect-token-adopt",
-}
+INIT_ITEMS = {"credentialsItem": "1password-credentials-adopt", "tokenItem": "onepassword-connect-token-adopt"}
+SETTINGS = {"workingVault": ADOPT_VAULT, "storeVaults": {ADOPT_VAULT: 1}, **INIT_ITEMS}
+APPLICATION = "infra"  # the Argo CD Application of the second variant
+ARGOCD_VAULT = "E2EAdoptArgo"  # its working vault
 # The reference steps' values: ESO's webhooks off as in every e2e stack (harness.ESO_VALUES).
 REFERENCE_VALUES = {
     "connect": {},
@@ -52,8 +52,8 @@ REFERENCE_VALUES = {
 }
 
 
-def seed_items(connect: Connect) -> dict[str, Secret]:
-    """argocd-secret and argo-admin in E2EAdopt, made "by hand": the fields in a section, a $2a$ hash."""
+def seed_items(connect: Connect, vault: str) -> dict[str, Secret]:
+    """argocd-secret and argo-admin in `vault`, made "by hand": the fields in a section, a $2a$ hash."""
     secret_key = secrets.token_hex(32)
     salt = b"$2a$10$" + bcrypt.gensalt(10)[7:]
     password_hash = bcrypt.hashpw(PASSWORD.encode(), salt).decode()
@@ -63,25 +63,59 @@ def seed_items(connect: Connect) -> dict[str, Secret]:
         {"section": {"id": "reference"}, "type": "CONCEALED", "label": label, "value": value}
         for label, value in values.items()
     ]
-    connect.standin.add_item(ADOPT_VAULT, "argocd-secret", "SECURE_NOTE", fields=fields, sections=[section])
+    connect.standin.add_item(vault, "argocd-secret", "SECURE_NOTE", fields=fields, sections=[section])
     login = [
         {"id": "username", "type": "STRING", "purpose": "USERNAME", "label": "username", "value": "admin"},
         {"id": "password", "type": "CONCEALED", "purpose": "PASSWORD", "label": "password", "value": PASSWORD},
     ]
-    connect.standin.add_item(ADOPT_VAULT, "argo-admin", "LOGIN", fields=login)
+    connect.standin.add_item(vault, "argo-admin", "LOGIN", fields=login)
     return {key: Secret(value) for key, value in values.items()}
 
 
-def helm_install(cluster: Cluster, charts: str, workdir: Path, release: str, chart: str, version: str, ns: str) -> None:
+def helm(
+    cluster: Cluster, charts: str, workdir: Path, action: str, release: str, chart: str, version: str, ns: str
+) -> str:
+    """`helm install` (or `template`) of a served chart with the reference values, as the steps run it."""
     workdir.mkdir(parents=True, exist_ok=True)
     values = workdir / f"{release}-values.yaml"
     values.write_text(yaml.safe_dump(REFERENCE_VALUES[chart]))
     env = {
         name: str(workdir / "helm" / name.lower()) for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
     }
-    command = [str(BIN / "helm"), "install", release, chart, "--repo", charts, "--version", version, "-n", ns]
+    command = [str(BIN / "helm"), action, release, chart, "--repo", charts, "--version", version, "-n", ns]
     command += ["--kubeconfig", str(cluster.kubeconfig), "--kube-context", cluster.context, "-f", str(values)]
-    subprocess.run(command, env={"PATH": "/usr/bin:/bin", **env}, check=True, capture_output=True, text=True)
+    if action == "template":
+        command += ["--include-crds", "--kube-version", "1.34.10"]
+    done = subprocess.run(command, env={"PATH": "/usr/bin:/bin", **env}, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ClusterSecretStore"}
+
+
+def apply_as_argocd(cluster: Cluster, manifests: list[dict[str, Any]], namespace: str) -> None:
+    """Create what an Argo CD Application `infra` would have synced: each object with its tracking id."""
+    crds_first = sorted(manifests, key=lambda m: m["kind"] != "CustomResourceDefinition")
+    for manifest in crds_first:
+        meta = manifest.setdefault("metadata", {})
+        scoped = manifest["kind"] not in CLUSTER_SCOPED
+        if scoped:
+            meta["namespace"] = meta.get("namespace") or namespace
+        group = manifest["apiVersion"].split("/")[0] if "/" in manifest["apiVersion"] else ""
+        where = f"{meta['namespace']}/{meta['name']}" if scoped else meta["name"]
+        tracking = f"{APPLICATION}:{group}/{manifest['kind']}:{where}"
+        meta.setdefault("annotations", {})["argocd.argoproj.io/tracking-id"] = tracking
+        path = object_path(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
+        cluster.api("POST", path.rsplit("/", 1)[0], manifest)
+        if manifest["kind"] == "CustomResourceDefinition":
+            wait_until(lambda name=meta["name"]: _established(cluster, name), 60, f"CRD {meta['name']}")
+
+
+def _established(cluster: Cluster, name: str) -> bool:
+    crd = cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") or {}
+    return any(
+        c["type"] == "Established" and c["status"] == "True" for c in crd.get("status", {}).get("conditions", [])
+    )
 
 
 def ready(obj: dict | None) -> bool:
@@ -89,10 +123,32 @@ def ready(obj: dict | None) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def reference_setup(cluster: Cluster, charts: str, connect: Connect, workdir: Path) -> None:
-    """The reference steps, by hand, on `cluster`."""
-    for ns in ("onepassword", "eso", "argocd"):
+def reference_setup(
+    cluster: Cluster, charts: str, connect: Connect, workdir: Path, vault: str, argocd_app: bool
+) -> None:
+    """The reference steps, by hand, on `cluster`; with `argocd_app`, Connect and ESO (and their
+    namespaces and the store) as an Argo CD Application `infra` rendering them from Git made them."""
+    for ns in ("argocd",) if argocd_app else ("onepassword", "eso", "argocd"):
         cluster.api("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    helm(cluster, charts, workdir, "install", "argocd", "argo-cd", "10.1.1", "argocd")
+    if argocd_app:
+        application = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": APPLICATION,
+                "namespace": "argocd",
+                "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+            },
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": "https://git.example/infra.git", "path": "infra", "targetRevision": "HEAD"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "argocd"},
+            },
+        }
+        cluster.api("POST", "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications", application)
+        for ns in ("onepassword", "eso"):
+            apply_as_argocd(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}], ns)
     standin = connect.standin
     credentials = standin.file_content("InitHomeLab", "1password-credentials-adopt")
     token = connect.tokens[CLIENT]
@@ -104,10 +160,18 @@ def reference_setup(cluster: Cluster, charts: str, connect: Connect, workdir: Pa
         cluster.api(
             "POST", f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": name}, "stringData": {key: value}}
         )
-    helm_install(cluster, charts, workdir, "connect", "connect", "1.17.0", "onepassword")
-    helm_install(cluster, charts, workdir, "external-secrets", "external-secrets", "0.12.1", "eso")
-    helm_install(cluster, charts, workdir, "argocd", "argo-cd", "10.1.1", "argocd")
-    wait_until(lambda: cluster.get("/apis/external-secrets.io/v1beta1"), 60, "ESO's CRDs")
+    for release, chart, version, ns in (
+        ("connect", "connect", "1.17.0", "onepassword"),
+        ("external-secrets", "external-secrets", "0.12.1", "eso"),
+    ):
+        if argocd_app:
+            rendered = helm(cluster, charts, workdir, "template", release, chart, version, ns)
+            apply_as_argocd(cluster, [m for m in yaml.safe_load_all(rendered) if m], ns)
+        else:
+            helm(cluster, charts, workdir, "install", release, chart, version, ns)
+    for crd in ("clustersecretstores", "externalsecrets"):
+        name = f"{crd}.external-secrets.io"
+        wait_until(lambda name=name: _established(cluster, name), 60, f"CRD {name}")
     store = {
         "apiVersion": "external-secrets.io/v1beta1",
         "kind": "ClusterSecretStore",
@@ -116,7 +180,7 @@ def reference_setup(cluster: Cluster, charts: str, connect: Connect, workdir: Pa
             "provider": {
                 "onepassword": {
                     "connectHost": f"http://{harness.CONNECT_HOST_NAME}:8080",
-                    "vaults": {ADOPT_VAULT: 1},
+                    "vaults": {vault: 1},
                     "auth": {
                         "secretRef": {
                             "connectTokenSecretRef": {
@@ -130,7 +194,10 @@ def reference_setup(cluster: Cluster, charts: str, connect: Connect, workdir: Pa
             }
         },
     }
-    cluster.api("POST", "/apis/external-secrets.io/v1beta1/clustersecretstores", store)
+    if argocd_app:
+        apply_as_argocd(cluster, [store], "")
+    else:
+        cluster.api("POST", "/apis/external-secrets.io/v1beta1/clustersecretstores", store)
     external_secret = {
         "apiVersion": "external-secrets.io/v1beta1",
         "kind": "ExternalSecret",
@@ -161,8 +228,8 @@ def by_hand(
     if not (BIN / "helm").exists():
         pytest.skip("no helm binary: run e2e/build-tools helm")
     with deployment("e2e-adopt", 3, "homelab", workdir, charts, connect, project, **SETTINGS) as result:
-        values = seed_items(connect)
-        reference_setup(result.cluster, charts, connect, workdir / "adopt")
+        values = seed_items(connect, ADOPT_VAULT)
+        reference_setup(result.cluster, charts, connect, workdir / "adopt", ADOPT_VAULT, argocd_app=False)
         yield result, values
 
 
@@ -189,7 +256,7 @@ def test_up_stops_at_the_preflight_naming_what_the_reference_steps_made(
         "Namespace onepassword (owner: nobody)",
         "Secret onepassword/op-credentials (owner: nobody)",
         "Secret eso/onepassword-connect-token (owner: nobody)",
-        "Helm release onepassword/connect (chart connect) (owner: Helm release onepassword/connect (chart connect))",
+        "Helm release onepassword/connect (chart connect) (owner: Helm, revision 1)",
         "Helm release eso/external-secrets",
         "Helm release argocd/argocd (chart argo-cd)",
         "ClusterSecretStore one-secretstore (owner: nobody)",
@@ -262,3 +329,56 @@ def test_a_rotation_after_adopt_works(by_hand: tuple[Deployment, dict[str, Secre
     assert bcrypt.checkpw(password.value.encode(), new_hash.value.encode())
     assert not bcrypt.checkpw(PASSWORD.encode(), new_hash.value.encode())
     assert connect.item_fields(ADOPT_VAULT, "argo-admin")["password"] == password
+
+
+@pytest.fixture(scope="module")
+def by_argocd(
+    workdir: Path, charts: str, connect: Connect, project: tuple[Path, dict[str, str]]
+) -> Iterator[tuple[Deployment, dict[str, Secret]]]:
+    if not (BIN / "helm").exists():
+        pytest.skip("no helm binary: run e2e/build-tools helm")
+    connect.standin.add_vault(ARGOCD_VAULT)
+    settings = {"workingVault": ARGOCD_VAULT, "storeVaults": {ARGOCD_VAULT: 1}, **INIT_ITEMS}
+    with deployment("e2e-adopt-argocd", 4, "homelab", workdir, charts, connect, project, **settings) as result:
+        values = seed_items(connect, ARGOCD_VAULT)
+        reference_setup(result.cluster, charts, connect, workdir / "adopt-argocd", ARGOCD_VAULT, argocd_app=True)
+        yield result, values
+
+
+def test_adopt_refuses_what_an_argocd_application_manages_and_takes_it_once_detached(
+    by_argocd: tuple[Deployment, dict[str, Secret]], connect: Connect
+) -> None:
+    adopted, values = by_argocd
+    cluster = adopted.cluster
+    run = adopted.tool("adopt", "k: adopt, Connect and ESO from an Argo CD Application", extra=["--yes"])
+    assert run.code == 2, "adopt did not refuse (its output is above)"
+    assert f"managed by Argo CD Application argocd/{APPLICATION}; detach it" in run.output
+    assert f"kubectl -n argocd patch application {APPLICATION} --type merge" in run.output
+    for what in ("Namespace onepassword", "Namespace eso", "ClusterSecretStore one-secretstore", "Helm release eso"):
+        assert f"{what}" in run.output, what
+    assert adopted.outputs() == {}
+
+    # The non-cascading delete adopt names: the finalizer off, then the Application.
+    path = f"/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/{APPLICATION}"
+    cluster.api("PATCH", path, {"metadata": {"finalizers": None}})
+    cluster.api("DELETE", path)
+    wait_until(lambda: cluster.get(path) is None, 30, "the Application to go")
+
+    secret = adopted.get(ARGOCD_SECRET)
+    uid, data = secret["metadata"]["uid"], secret_data(secret)
+    eso = adopted.get("/apis/apps/v1/namespaces/eso/deployments/external-secrets")
+    watch = SecretWatch(cluster)
+    run = adopted.tool("adopt", "k: adopt after the Application was detached", extra=["--yes"])
+    events = watch.stop()
+    assert run.code == 0, "adopt failed (its output is above)"
+    assert "installed over the objects, which get Helm's ownership metadata first" in run.output
+    secret = adopted.get(ARGOCD_SECRET)
+    assert (secret["metadata"]["uid"], secret_data(secret)) == (uid, data) and data == values
+    assert "DELETED" not in events, events
+    # The objects the Application made are the releases' now, not new ones.
+    taken = adopted.get("/apis/apps/v1/namespaces/eso/deployments/external-secrets")
+    assert taken["metadata"]["uid"] == eso["metadata"]["uid"]
+    assert taken["metadata"]["annotations"]["meta.helm.sh/release-name"] == "external-secrets"
+    assert adopted.outputs()["argocdAdminPassword"] == Secret(PASSWORD)
+    run = adopted.tool("up", "k: up after adopting from Argo CD")
+    assert run.code == 0 and "run 1: no changes" in run.output

@@ -8,7 +8,7 @@ import base64
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,23 @@ def run_stack(
     """Evaluate the program once, as `pulumi up` would, against the fakes (or `monitor`'s)."""
     evaluation = offline.evaluate(ROOT, stack, monitor or fakes(vaults, previous_outputs), stack_config(stack, config))
     return Run(evaluation.monitor, evaluation.outputs, evaluation.secret_outputs)
+
+
+def assert_no_plaintext(run: "Run", secrets: Sequence[str]) -> None:
+    """No secret in plaintext (outside a Pulumi secret) in any input, registered output or plain
+    stack output of `run`; and enough strings were looked at for that to mean something."""
+    checked = 0
+    places = [(r.name, r.inputs) for r in run.registrations]
+    places += [(f"outputs of {urn}", registered) for urn, registered in run.monitor.registered_outputs.items()]
+    for place, values in places:
+        for path, text in offline.plaintext_strings(values):
+            checked += 1
+            for secret in secrets:
+                assert secret not in text, f"{place}{path} carries a secret in plaintext"
+    assert checked > 50
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            assert not any(secret in json.dumps(value) for secret in secrets), name
 
 
 @pytest.fixture(autouse=True)

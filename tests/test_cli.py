@@ -84,6 +84,61 @@ def test_a_bad_stack_file_is_one_clean_message_with_exit_2(project, capsys, edit
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # A namespace that slips (the key would go to no project and be ignored).
+        (
+            lambda t: t.replace("cluster-secrets:workingVault:", "cluster_secrets:workingVault:"),
+            "cluster_secrets:workingVault: 'cluster_secrets' is not a namespace here; did you mean "
+            "cluster-secrets:workingVault?",
+        ),
+        (
+            lambda t: t + "  clusterSecrets:argocdNamespace: argo\n",
+            "did you mean cluster-secrets:argocdNamespace?",
+        ),
+        # A version YAML reads as a number.
+        (
+            lambda t: t.replace("esoChartVersion: 0.12.1", "esoChartVersion: 0.16"),
+            "cluster-secrets:esoChartVersion: 0.16 is not of type string (as Pulumi.yaml declares); write it in "
+            "quotes (YAML reads 0.16 as a number)",
+        ),
+        # YAML's words in messages, not Python's.
+        (
+            lambda t: t.replace("    HomeLab: 1", "    HomeLab: true"),
+            "cluster-secrets:storeVaults['HomeLab']: true: input should be a valid integer",
+        ),
+        # A map whose entries lost their indentation: the line and the key above.
+        (
+            lambda t: t.replace("    HomeLab: 1", "  HomeLab: 1"),
+            "line 12: 'HomeLab': is not a config key (expected <namespace>:<name>, e.g. cluster-secrets:HomeLab) "
+            "(or a map under the key above that is not indented under it)",
+        ),
+    ],
+)
+def test_inputs_that_passed_silently_are_named(project, capsys, edit, expected):
+    (project / "Pulumi.homelab.yaml").write_text(edit(HOMELAB))
+    code, out, err = plan(project, capsys)
+    assert (code, out) == (2, "")
+    assert expected in err, err
+    assert "None" not in err and "True" not in err
+
+
+def test_every_problem_of_the_file_is_reported_at_once(project, capsys):
+    # A type problem (the file) and config problems (the model) in one message.
+    text = HOMELAB.replace("kubeContext: homelab", "kubeContext: 12").replace("esoNamespace: eso", "esoNamespace: Bad")
+    (project / "Pulumi.homelab.yaml").write_text(text + "  cluster-secrets:argocdCreatSecret: auto\n")
+    code, _, err = plan(project, capsys)
+    assert code == 2
+    assert err.count("error:") == 1
+    for line in (
+        "kubeContext: 12 is not of type string",
+        "esoNamespace: 'Bad' is not a valid namespace",
+        "did you mean argocdCreateSecret?",
+    ):
+        assert line in err, line
+
+
 def test_booleans_and_integers_as_pulumi_writes_them_back_are_accepted(project, capsys):
     # `pulumi stack init` rewrites the stack file with these as strings.
     text = (

@@ -135,10 +135,10 @@ def test_sharing_admin_items_needs_a_primary():
     [
         ("storeVaults", {}, "storeVaults: must name at least one vault"),
         ("storeVaults", "HomeLab", "storeVaults: 'HomeLab': input should be a valid dictionary"),
-        ("storeVaults", ["HomeLab"], "storeVaults: ['HomeLab']: input should be a valid dictionary"),
+        ("storeVaults", ["HomeLab"], 'storeVaults: ["HomeLab"]: input should be a valid dictionary'),
         ("storeVaults", {"HomeLab": "1"}, "storeVaults['HomeLab']: '1': input should be a valid integer"),
         ("storeVaults", {"HomeLab": 1.5}, "storeVaults['HomeLab']: 1.5: input should be a valid integer"),
-        ("storeVaults", {"HomeLab": True}, "storeVaults['HomeLab']: True: input should be a valid integer"),
+        ("storeVaults", {"HomeLab": True}, "storeVaults['HomeLab']: true: input should be a valid integer"),
         ("storeVaults", {"HomeLab": 1, "Shared": 1}, "vaults 'HomeLab' and 'Shared' share priority 1"),
         ("storeVaults", {"HomeLab": 1, " ": 2}, "storeVaults: the name ' ': must not be empty"),
         ("esoChartVersion", "latest", "esoChartVersion: 'latest' is not a chart version"),

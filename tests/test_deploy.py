@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from cluster_secrets import converge, deploy, preflight
+from cluster_secrets import charts, converge, deploy, preflight
 from cluster_secrets.onepassword import ItemDetails, ItemSummary, OnePasswordError
 from components.config import StackConfig
 from tests import fake_pulumi
-from tests.conftest import ROOT
+from tests.conftest import ROOT, upstream
 from tests.fake_cluster import FakeCluster, b64
 
 FAKE = Path(__file__).with_name("fake_pulumi.py")
@@ -68,7 +68,14 @@ class FakeCli:
             stack: auto.Stack, config: StackConfig | None, command: str, environ: Mapping[str, str], say: deploy.Print
         ) -> None:
             preflight.check(
-                stack, config, command, environ, say, vaults=self.reader, cluster=lambda path, context: self.cluster
+                stack,
+                config,
+                command,
+                environ,
+                say,
+                vaults=self.reader,
+                cluster=lambda path, context: self.cluster,
+                repositories=charts.Repositories(local=upstream("charts")),
             )
 
         return deploy.Checks(preflight=check, cluster=lambda path, context: self.cluster, wait_seconds=0)
