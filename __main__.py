@@ -10,7 +10,7 @@ from components.connect import OnePasswordConnect, OnePasswordConnectArgs
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gitops import GitOps, GitOpsArgs, cluster_metadata
 from components.handoff import PreviousHandoff, decide_handoff
-from components.onepassword_items import read_adopted_admin, read_connect_credentials, read_connect_token, vault_uuid
+from components.onepassword_items import read_adopted_admin, read_connect_credentials, read_token, vault_uuid
 from components.stack_references import PrimaryStack, previous_handoff
 
 # Config, and the primary stack this one follows, if any (chart versions, shared admin items).
@@ -22,9 +22,17 @@ shared_admin = primary.shared_admin_items(config) if primary else None
 
 # Every 1Password read comes before any resource: bad data stops the program at preview with
 # nothing registered.
+# How ESO reaches 1Password (onepasswordAccess): its own Connect (credentials and a token), another
+# Connect (a token), or a service account (its token).
+access = config.onepassword_access
 init_vault_id = vault_uuid(config.init_vault)
-connect_credentials = read_connect_credentials(config.init_vault, init_vault_id, config.credentials_item)
-connect_token = read_connect_token(config.init_vault, init_vault_id, config.token_item)
+connect_credentials = (
+    read_connect_credentials(config.init_vault, init_vault_id, config.credentials_item) if access == "connect" else None
+)
+if access == "service-account":
+    eso_token = read_token(config.init_vault, init_vault_id, config.service_account_token_item, "service account token")
+else:
+    eso_token = read_token(config.init_vault, init_vault_id, config.token_item)
 admin: AdminItems | OwnItems
 if shared_admin:
     admin = shared_admin
@@ -53,18 +61,19 @@ cluster = k8s.Provider(
     enable_secret_mutable=True,
 )
 
-connect = OnePasswordConnect(
-    "connect",
-    OnePasswordConnectArgs(config=config, credentials_json=connect_credentials, token=connect_token),
-    opts=pulumi.ResourceOptions(providers=[cluster]),
+connect = (
+    OnePasswordConnect(
+        "connect",
+        OnePasswordConnectArgs(config=config, credentials_json=connect_credentials, token=eso_token),
+        opts=pulumi.ResourceOptions(providers=[cluster]),
+    )
+    if connect_credentials is not None
+    else None
 )
+connect_host = connect.host if connect else (config.connect_host or None)
 external_secrets = ExternalSecrets(
     "external-secrets",
-    ExternalSecretsArgs(
-        config=config,
-        connect_host=connect.host,
-        connect_token=connect_token,
-    ),
+    ExternalSecretsArgs(config=config, connect_host=connect_host, token=eso_token),
     opts=pulumi.ResourceOptions(providers=[cluster]),
 )
 argocd = ArgoCD(
@@ -97,7 +106,7 @@ gitops = (
     else None
 )
 
-pulumi.export(outputs.CONNECT_HOST, connect.host)
+pulumi.export(outputs.CONNECT_HOST, connect_host or "")
 pulumi.export(outputs.SECRET_STORE_NAME, external_secrets.store_name)
 pulumi.export(outputs.ARGOCD_NAMESPACE, argocd.namespace)
 pulumi.export(outputs.ARGOCD_CREATE_SECRET, handoff.create_secret)

@@ -43,6 +43,8 @@ class Target:
     connect_namespace: str
     eso_namespace: str
     create_secret_mode: str  # argocdCreateSecret in the stack's config
+    onepassword_access: str = "connect"  # onepasswordAccess: only `connect` installs a Connect to check
+    connect_host: str = ""  # connectHost, with external-connect
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,24 @@ def _secret_lines(
     return [secret_line, mtime_line]
 
 
+def connect_line(cluster: Cluster, target: Target) -> Line:
+    """Connect's Deployment, when the stack installs Connect; else how ESO reaches 1Password (the
+    store's line says whether that works)."""
+    if target.onepassword_access == "external-connect":
+        return Line(
+            "connect", True, f"not installed by this stack: the store reads the Connect at {target.connect_host}"
+        )
+    if target.onepassword_access == "service-account":
+        return Line("connect", True, "none: the store reads 1Password with a service account (onepasswordSDK)")
+    return check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, target.stack)
+
+
 def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster, now: datetime) -> list[Line]:
     """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`."""
     stack = target.stack
     up = f"./cluster-secrets up {stack}"
     lines = [
-        check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, stack),
+        connect_line(cluster, target),
         # A stopped controller leaves the Ready conditions below as they were: its Deployment says more.
         check_deployment(cluster, "eso", target.eso_namespace, ESO_DEPLOYMENT, stack),
     ]
@@ -260,7 +274,14 @@ def run(
         say(f"Stack {stack}, kube context {config.kube_context}:")
         lines = check_chain(
             stack_outputs,
-            Target(stack, config.connect_namespace, config.eso_namespace, config.argocd_create_secret),
+            Target(
+                stack,
+                config.connect_namespace,
+                config.eso_namespace,
+                config.argocd_create_secret,
+                config.onepassword_access,
+                config.connect_host,
+            ),
             cluster,
             clock(),
         )

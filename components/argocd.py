@@ -18,7 +18,8 @@ from components.admin_secret import (
     hash_admin_password,
 )
 from components.chart_values import merge_values
-from components.config import StackConfig
+from components.config import OnePasswordAccess, StackConfig
+from components.external_secrets import remote_ref
 from components.handoff import Handoff
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created, owned
 from components.onepassword_items import AdoptedAdmin
@@ -79,6 +80,7 @@ def argocd_external_secret(
     store_name: pulumi.Input[str],
     item_title: pulumi.Input[str],
     revision: pulumi.Input[str],
+    access: OnePasswordAccess = "connect",
 ) -> dict[str, Any]:
     """The ExternalSecret that owns argocd-secret, filled from one 1Password item.
 
@@ -104,7 +106,7 @@ def argocd_external_secret(
                 "template": {"metadata": {"labels": dict(ARGOCD_SECRET_LABELS), "annotations": dict(KEEP)}},
             },
             "data": [
-                {"secretKey": key, "remoteRef": {"key": item_title, "property": key}} for key in ARGOCD_SECRET_KEYS
+                {"secretKey": key, "remoteRef": remote_ref(access, item_title, key)} for key in ARGOCD_SECRET_KEYS
             ],
         },
     }
@@ -169,6 +171,7 @@ class ArgoCD(pulumi.ComponentResource):
             args.store_name,
             admin.secret_item_title,
             admin.revision,
+            config.onepassword_access,
         )
 
         def external_secret(depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:

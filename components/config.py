@@ -41,6 +41,10 @@ from components.versions import ChartVersion, parse_chart_version
 PROJECT = "cluster-secrets"
 
 CreateSecretMode = Literal["auto", "true", "false"]
+# How the cluster's ESO reaches 1Password (FACTS.md, 1Password access modes).
+OnePasswordAccess = Literal["connect", "external-connect", "service-account"]
+# ESO's onepasswordSDK provider (service accounts) arrived in ESO v0.17.0.
+SDK_PROVIDER_SINCE = (0, 17, 0)
 
 # bcrypt reads at most 72 bytes; Argo CD's admin password is stored as a bcrypt hash.
 MIN_ADMIN_PASSWORD_LENGTH = 16
@@ -106,6 +110,12 @@ def _chart_repo(value: str) -> str:
 # scp-like Git addresses (`git@github.com:me/repo.git`), which Argo CD reads as SSH.
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/\s].*$")
 GitRepositoryKind = Literal["https", "ssh"]
+# The 1Password field labels read for each kind of URL (FACTS.md, ESO: fields are found by exact
+# label; a Login item's own username and password fields come through under those labels).
+CREDENTIAL_FIELDS: dict[GitRepositoryKind, tuple[str, ...]] = {
+    "https": ("username", "password"),
+    "ssh": ("sshPrivateKey",),
+}
 
 
 def repository_kind(url: str) -> GitRepositoryKind:
@@ -238,6 +248,21 @@ class StackConfig(BaseModel):
     )
     working_vault: NonEmpty = Field(
         "HomeLab", description="Vault where this stack creates the Argo CD items (argocd-secret, argo-admin)."
+    )
+    onepassword_access: OnePasswordAccess = Field(
+        "connect",
+        description="How ESO reaches 1Password: connect (the stack installs 1Password Connect), external-connect "
+        "(a Connect server that runs already, at connectHost) or service-account (ESO's onepasswordSDK provider "
+        "with a service account token; ESO 0.17.0 or newer, one vault).",
+    )
+    connect_host: str = Field(
+        "",
+        description="With onepasswordAccess external-connect: the URL of that Connect server (http:// or https://).",
+    )
+    service_account_token_item: str = Field(
+        "",
+        description="With onepasswordAccess service-account: the item in the init vault holding the service "
+        "account token (the credential of an API Credential item, or a password).",
     )
     store_vaults: dict[NonEmpty, StrictInt] = Field(
         default_factory=lambda: {"HomeLab": 1},
@@ -427,19 +452,55 @@ class StackConfig(BaseModel):
                 "each component needs its own"
             )
         if not self.primary_stack:
-            for key in CHART_VERSION_KEYS.values():
+            for component, key in CHART_VERSION_KEYS.items():
+                if component == "connect" and self.onepassword_access != "connect":
+                    continue  # no Connect to install
                 if not getattr(self, _field_name(key)):
                     problems.append(
                         f"{PROJECT}:{key}: must be set (a stack pins its chart versions, or follows a primary "
                         "stack's with primaryStack)"
                     )
         problems += self._gitops_problems()
+        problems += self._access_problems()
         for key, owned in OWNED_VALUES.items():
             problems += [f"{PROJECT}:{key}: {line}" for line in owned_conflicts(getattr(self, _field_name(key)), owned)]
         if problems:
             # Raised as a plain ValueError, pydantic would prefix it; ConfigError carries the lines as they are.
             raise ConfigError(_INVALID + "\n  ".join(problems))
         return self
+
+    def _access_problems(self) -> list[str]:
+        """onepasswordAccess against the keys each mode needs and the ones it cannot use."""
+        problems: list[str] = []
+        mode = self.onepassword_access
+        url = urlsplit(self.connect_host)
+        if mode == "external-connect" and (url.scheme not in ("http", "https") or not url.netloc):
+            problems.append(
+                f"{PROJECT}:connectHost: {shown(self.connect_host)} is not a Connect URL (expected http:// or "
+                "https://host:port), and onepasswordAccess external-connect needs one"
+            )
+        if mode != "external-connect" and self.connect_host:
+            problems.append(f"{PROJECT}:connectHost: is only for onepasswordAccess external-connect")
+        if mode != "service-account" and self.service_account_token_item:
+            problems.append(f"{PROJECT}:serviceAccountTokenItem: is only for onepasswordAccess service-account")
+        if mode != "service-account":
+            return problems
+        if not self.service_account_token_item.strip():
+            problems.append(
+                f"{PROJECT}:serviceAccountTokenItem: must name the item of the init vault that holds the service "
+                "account token, with onepasswordAccess service-account"
+            )
+        if self.eso_chart_version and not parse_chart_version(self.eso_chart_version).at_least(*SDK_PROVIDER_SINCE):
+            problems.append(
+                f"{PROJECT}:esoChartVersion: {self.eso_chart_version} has no onepasswordSDK provider; "
+                f"onepasswordAccess service-account needs ESO 0.17.0 or newer"
+            )
+        if list(self.store_vaults) != [self.working_vault]:
+            problems.append(
+                f"{PROJECT}:storeVaults: must be just the workingVault {shown(self.working_vault)} with "
+                "onepasswordAccess service-account (ESO's onepasswordSDK provider reads one vault per store)"
+            )
+        return problems
 
     def _gitops_problems(self) -> list[str]:
         problems: list[str] = []

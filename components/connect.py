@@ -36,6 +36,14 @@ def connect_host(namespace: str) -> str:
     return f"http://{SERVICE_NAME}.{namespace}.svc.cluster.local:{API_PORT}"
 
 
+def effective_connect_host(config: StackConfig) -> str:
+    """The Connect server the store reads: the stack's own, another one (external-connect), or none
+    (a service account: "")."""
+    return {"connect": connect_host(config.connect_namespace), "external-connect": config.connect_host}.get(
+        config.onepassword_access, ""
+    )
+
+
 def connect_values(credentials_secret: str, credentials_key: str) -> dict[str, Any]:
     """Helm values: use our existing credentials Secret (no credentials in values) behind a ClusterIP.
 

@@ -7,8 +7,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.admin_secret import ARGOCD_SECRET_KEYS
 from components.chart_values import merge_values
-from components.config import StackConfig
+from components.config import CREDENTIAL_FIELDS, OnePasswordAccess, StackConfig
 from components.kube import KEEP, WAIT_READY, external_secrets_object, helm_release, once_created, owned
 from components.versions import eso_api_version
 
@@ -39,53 +40,67 @@ def namespace_conditions(store_name: str, namespaces: Sequence[str]) -> list[dic
     return conditions
 
 
-def cluster_secret_store(
-    name: str,
-    api_version: str,
-    host: pulumi.Input[str],
-    vaults: Mapping[str, int],
-    token_secret: pulumi.Input[str],
-    token_key: str,
-    token_namespace: pulumi.Input[str],
-    conditions: list[dict[str, Any]] | None,
-) -> dict[str, Any]:
-    """The ClusterSecretStore manifest: the onepassword provider through Connect, for the
-    namespaces `conditions` allow (None: every namespace).
+# Service accounts are rate limited (FACTS.md, 1Password provider and limits): reads an hour.
+SERVICE_ACCOUNT_READS_PER_HOUR = {"Teams": 1_000, "Business": 10_000}
 
-    FACTS.md (ESO): `vaults` maps vault name to a unique priority (lower is searched first), and
-    the token reference needs its namespace on a cluster-wide store.
+
+def service_account_reads(config: StackConfig) -> dict[str, int]:
+    """The 1Password reads an hour of this stack's ExternalSecrets, by name: with the SDK provider each
+    field is one read, on each refresh (every hour here: components/argocd.py, gitops.py)."""
+    reads = {"argocd-secret": len(ARGOCD_SECRET_KEYS)}
+    if config.gitops_credentials_item:
+        reads["gitops-repository"] = len(CREDENTIAL_FIELDS[config.gitops_repository_kind])
+    return reads
+
+
+def store_provider(
+    access: OnePasswordAccess, host: pulumi.Input[str] | None, vaults: Mapping[str, int], token_ref: dict[str, Any]
+) -> dict[str, Any]:
+    """The store's provider: ESO's `onepassword` provider through a Connect server (`host`), or its
+    `onepasswordSDK` provider with a service account token, for one vault.
+
+    FACTS.md (ESO): `vaults` maps vault name to a unique priority (lower is searched first), and the
+    token reference needs its namespace on a cluster-wide store. FACTS.md (1Password access modes):
+    the SDK provider takes one vault per store (the config allows exactly one).
     """
+    if access == "service-account":
+        (vault,) = vaults
+        return {"onepasswordSDK": {"vault": vault, "auth": {"serviceAccountSecretRef": token_ref}}}
+    return {
+        "onepassword": {
+            "connectHost": host,
+            "vaults": dict(vaults),
+            "auth": {"secretRef": {"connectTokenSecretRef": token_ref}},
+        }
+    }
+
+
+def remote_ref(access: OnePasswordAccess, item: pulumi.Input[str], field: str) -> dict[str, Any]:
+    """Where an ExternalSecret finds a field: by item title and field label through Connect; as the
+    secret reference `<item>/<field>` with the SDK provider (ESO's 1Password SDK provider page)."""
+    if access == "service-account":
+        return {"key": pulumi.Output.concat(item, "/", field)}
+    return {"key": item, "property": field}
+
+
+def cluster_secret_store(
+    name: str, api_version: str, provider: dict[str, Any], conditions: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The ClusterSecretStore manifest, for the namespaces `conditions` allow (None: every namespace)."""
     restriction = {} if conditions is None else {"conditions": conditions}
     return {
         "apiVersion": api_version,
         "kind": "ClusterSecretStore",
         "metadata": owned({"name": name, "annotations": dict(WAIT_READY)}),
-        "spec": {
-            **restriction,
-            "provider": {
-                "onepassword": {
-                    "connectHost": host,
-                    "vaults": dict(vaults),
-                    "auth": {
-                        "secretRef": {
-                            "connectTokenSecretRef": {
-                                "name": token_secret,
-                                "key": token_key,
-                                "namespace": token_namespace,
-                            }
-                        }
-                    },
-                }
-            },
-        },
+        "spec": {**restriction, "provider": provider},
     }
 
 
 @dataclass(frozen=True)
 class ExternalSecretsArgs:
     config: StackConfig
-    connect_host: pulumi.Input[str]
-    connect_token: pulumi.Input[str]  # secret
+    connect_host: pulumi.Input[str] | None  # None with a service account
+    token: pulumi.Input[str]  # secret: the Connect token, or the service account token
 
 
 class ExternalSecrets(pulumi.ComponentResource):
@@ -100,6 +115,16 @@ class ExternalSecrets(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.api_version = eso_api_version(config.eso_chart.parsed)
         self.access_label = {STORE_ACCESS_LABEL: config.secret_store_name}
+        if config.onepassword_access == "service-account":
+            reads = service_account_reads(config)
+            limits = ", ".join(f"{limit:,} on {plan}" for plan, limit in SERVICE_ACCOUNT_READS_PER_HOUR.items())
+            pulumi.log.warn(
+                f"onepasswordAccess service-account: this stack's ExternalSecrets read 1Password about "
+                f"{sum(reads.values())} times an hour at their refresh intervals "
+                f"({', '.join(f'{name} {n}' for name, n in reads.items())}), plus one read a field on each forced "
+                f"sync, of the service account's {limits} an hour, which everything using it shares.",
+                resource=self,
+            )
         if config.store_open_to_all_namespaces:
             pulumi.log.warn(
                 f"ClusterSecretStore {config.secret_store_name} is open to every namespace "
@@ -114,7 +139,7 @@ class ExternalSecrets(pulumi.ComponentResource):
             f"{name}-connect-token",
             metadata=owned({"name": config.eso_token_secret, "namespace": namespace.metadata.name}),
             type="Opaque",
-            string_data={config.eso_token_key: pulumi.Output.secret(args.connect_token)},
+            string_data={config.eso_token_key: pulumi.Output.secret(args.token)},
             opts=child,
         )
         release = helm_release(
@@ -127,14 +152,11 @@ class ExternalSecrets(pulumi.ComponentResource):
             merge_values(eso_values(), config.eso_values),
             child,
         )
+        token_ref = {"name": token.metadata.name, "key": config.eso_token_key, "namespace": token.metadata.namespace}
         manifest = cluster_secret_store(
             config.secret_store_name,
             self.api_version,
-            host=args.connect_host,
-            vaults=config.store_vaults,
-            token_secret=token.metadata.name,
-            token_key=config.eso_token_key,
-            token_namespace=token.metadata.namespace,
+            store_provider(config.onepassword_access, args.connect_host, config.store_vaults, token_ref),
             conditions=None
             if config.store_open_to_all_namespaces
             else namespace_conditions(config.secret_store_name, config.store_namespaces),

@@ -8,20 +8,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.argocd import IN_CLUSTER_SERVER
-from components.config import GitRepositoryKind, StackConfig
-from components.connect import connect_host
+from components.config import CREDENTIAL_FIELDS, GitRepositoryKind, OnePasswordAccess, StackConfig
+from components.connect import effective_connect_host
+from components.external_secrets import remote_ref
 from components.kube import WAIT_READY, external_secrets_object, once_created, owned
 
 ROOT_APPLICATION = "root"
 REPOSITORY_SECRET = "gitops-repository"
 # Argo CD finds repositories by this label on Secrets in its namespace.
 REPOSITORY_LABELS = {"argocd.argoproj.io/secret-type": "repository", "app.kubernetes.io/part-of": "argocd"}
-# The 1Password field labels read for each kind of URL (FACTS.md, ESO: fields are found by exact
-# label; a Login item's own username and password fields come through under those labels).
-CREDENTIAL_FIELDS: dict[GitRepositoryKind, tuple[str, ...]] = {
-    "https": ("username", "password"),
-    "ssh": ("sshPrivateKey",),
-}
 # Annotations of the in-cluster cluster Secret, for ApplicationSets' cluster generator to template from.
 METADATA_PREFIX = "cluster-secrets.io/"
 
@@ -34,7 +29,7 @@ def cluster_metadata(stack: str, config: StackConfig) -> dict[str, str]:
         for key, value in {
             "stack": stack,
             "secret-store": config.secret_store_name,
-            "connect-host": connect_host(config.connect_namespace),
+            "connect-host": effective_connect_host(config),
             "connect-chart-version": config.connect_chart_version,
             "external-secrets-chart-version": config.eso_chart_version,
             "argocd-chart-version": config.argocd_chart_version,
@@ -52,6 +47,7 @@ def repository_external_secret(
     url: str,
     kind: GitRepositoryKind,
     item_title: str,
+    access: OnePasswordAccess = "connect",
 ) -> dict[str, Any]:
     """The ExternalSecret that makes Argo CD's repository Secret from a 1Password item.
 
@@ -76,7 +72,7 @@ def repository_external_secret(
                     "data": {"url": url, "type": "git", **{field: f"{{{{ .{field} }}}}" for field in fields}},
                 },
             },
-            "data": [{"secretKey": field, "remoteRef": {"key": item_title, "property": field}} for field in fields],
+            "data": [{"secretKey": field, "remoteRef": remote_ref(access, item_title, field)} for field in fields],
         },
     }
 
@@ -130,6 +126,7 @@ class GitOps(pulumi.ComponentResource):
                 config.gitops_repo_url,
                 config.gitops_repository_kind,
                 config.gitops_credentials_item,
+                config.onepassword_access,
             )
             # Awaited until Ready (WAIT_READY): the root's first sync finds its credentials in place.
             after.append(external_secrets_object(f"{name}-repository", manifest, pulumi.ResourceOptions(parent=self)))

@@ -78,17 +78,18 @@ def read_connect_credentials(vault: str, vault_id: str, title: str) -> pulumi.Ou
     return pulumi.Output.secret(content.decode("utf-8"))
 
 
-def read_connect_token(vault: str, vault_id: str, title: str) -> pulumi.Output[str]:
-    """The Connect token, as a secret: the item's `credential` when it is an API Credential item,
-    else its password (FACTS.md, 1Password provider: a token can be saved either way)."""
+def read_token(vault: str, vault_id: str, title: str, what: str = "Connect token") -> pulumi.Output[str]:
+    """ESO's token (`what`: a Connect token, or a service account token), as a secret: the item's
+    `credential` when it is an API Credential item, else its password (FACTS.md, 1Password provider:
+    a token can be saved either way)."""
     item = read_item(vault, vault_id, title)
     token, field = (item.credential, "credential") if (item.credential or "").strip() else (item.password, "password")
     if not (token or "").strip():
         raise ConfigError(
-            f"1Password item {title!r} in vault {vault!r}: no Connect token (expected it in the item's password, "
+            f"1Password item {title!r} in vault {vault!r}: no {what} (expected it in the item's password, "
             "or the credential of an API Credential item)"
         )
-    pulumi.log.info(f"Connect token: the {field} of 1Password item {title!r} in vault {vault!r}")
+    pulumi.log.info(f"{what[0].upper()}{what[1:]}: the {field} of 1Password item {title!r} in vault {vault!r}")
     return pulumi.Output.secret(token)
 
 

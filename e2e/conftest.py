@@ -35,6 +35,7 @@ CONNECT_SERVERS = {
 }
 FAULTS_VAULT = "E2EFaults"  # the fault scenario's own working vault (its items are destroyed)
 ADOPT_VAULT = "E2EAdopt"  # the adopt scenario's working vault, with the items the reference steps make
+EXTERNAL_VAULT = "E2EExternal"  # the external-connect scenario's working vault
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +92,7 @@ def connect() -> Iterator[Connect]:
         tokens = seed(standin, CONNECT_SERVERS)
         standin.add_vault(FAULTS_VAULT)
         standin.add_vault(ADOPT_VAULT)
+        standin.add_vault(EXTERNAL_VAULT)
         tokens[harness.PULUMI_CLIENT] = pulumi_token = secrets.token_urlsafe(24)
         standin.tokens[pulumi_token] = harness.PULUMI_CLIENT
         yield Connect(standin, tokens)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from components.versions import eso_api_version, parse_chart_version
 from e2e import controlplane
 from e2e.controlplane import Cluster, HostProcess
 from e2e.plugin_schemas import describe_plugin
@@ -314,6 +315,12 @@ def served_by(project: Path, stack: str, env: Mapping[str, str]) -> list[str]:
         f"{kind} x{n}: plugin {package} {version}, {described.get((package, version), 'not a plugin of the suite')}"
         for (kind, (package, version)), n in sorted(counts.items())
     ]
+
+
+def eso_path(stack_outputs: Mapping[str, Any], rest: str) -> str:
+    """The API path of an ESO object (`rest`) in the API version of the ESO chart a stack deployed."""
+    chart = parse_chart_version(stack_outputs["chartVersions"]["externalSecrets"])
+    return f"/apis/{eso_api_version(chart)}/{rest}"
 
 
 def stack_outputs(project: Path, stack: str, env: Mapping[str, str]) -> dict[str, Any]:

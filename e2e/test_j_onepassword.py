@@ -15,20 +15,20 @@ import bcrypt
 
 from components.admin_secret import ARGOCD_SECRET_KEYS
 from components.connect import CREDENTIALS_DIGEST
-from components.versions import eso_api_version, parse_chart_version
 from e2e.conftest import Connect, Deployment, SecretWatch
 from e2e.controlplane import wait_until
 from e2e.harness import FIGURES, Secret, secret_data
+from e2e.harness import eso_path as eso_path_of
+
+
+def eso_path(primary: Deployment, rest: str) -> str:
+    return eso_path_of(primary.outputs(), rest)
+
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 TOKEN_SECRET = "/api/v1/namespaces/eso/secrets/onepassword-connect-token"
 CONNECT = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
 ESO_CLIENT = "eso-e2e"  # the Connect stand-in's name for the primary cluster's ESO
-
-
-def eso_path(primary: Deployment, rest: str) -> str:
-    chart = parse_chart_version(primary.outputs()["chartVersions"]["externalSecrets"])
-    return f"/apis/{eso_api_version(chart)}/{rest}"
 
 
 def ready(obj: dict | None) -> bool:

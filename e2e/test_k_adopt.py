@@ -79,9 +79,11 @@ def helm(
     workdir.mkdir(parents=True, exist_ok=True)
     values = workdir / f"{release}-values.yaml"
     values.write_text(yaml.safe_dump(REFERENCE_VALUES[chart]))
+    # HOME too: without it client-go writes its discovery cache to ./.kube in the project.
     env = {
         name: str(workdir / "helm" / name.lower()) for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
     }
+    env["HOME"] = str(workdir)
     command = [str(BIN / "helm"), action, release, chart, "--repo", charts, "--version", version, "-n", ns]
     command += ["--kubeconfig", str(cluster.kubeconfig), "--kube-context", cluster.context, "-f", str(values)]
     if action == "template":

@@ -304,3 +304,20 @@ def test_a_1password_that_cannot_be_read_stops_the_run_before_pulumi(cli):
         "error: before up, reading 1Password: cannot reach Connect at http://connect:8080: connection refused"
     )
     assert "up --yes" not in cli.commands()
+
+
+def test_preview_warns_of_a_values_key_the_chart_lacks_and_stops_on_a_version_it_lacks(cli):
+    stack_file = cli.project / "Pulumi.homelab.yaml"
+    text = stack_file.read_text()
+    stack_file.write_text(text + "  cluster-secrets:argocdValues:\n    sever:\n      replicas: 2\n")
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_OK
+    assert (
+        "warning: cluster-secrets:argocdValues: sever is not a value of chart argo-cd 10.1.1 (did you mean server?)"
+        in cli.text
+    )
+    stack_file.write_text(text.replace("esoChartVersion: 0.12.1", "esoChartVersion: 0.12.9"))
+    cli.lines.clear()
+    before = len(cli.calls)
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_USAGE
+    assert "error: cluster-secrets:esoChartVersion: 0.12.9 is not a version of chart external-secrets" in cli.text
+    assert not [c for c in cli.calls[before:] if c["args"][0] == "preview"]

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from components.argocd import argocd_external_secret, argocd_values
+from components.config import OnePasswordAccess
 from components.connect import connect_values
-from components.external_secrets import cluster_secret_store, eso_values, namespace_conditions
+from components.external_secrets import cluster_secret_store, eso_values, namespace_conditions, store_provider
 from components.versions import eso_api_version, parse_chart_version
 from tests.conftest import run_stack, upstream
 
@@ -45,18 +46,30 @@ def assert_valid(manifest: dict[str, Any], crd_schema: dict[str, Any]) -> None:
     assert unknown_fields(manifest, crd_schema) == []
 
 
-def store_manifest(eso_version: str, **changes: Any) -> dict[str, Any]:
+TOKEN_REF = {"name": "onepassword-connect-token", "key": "token", "namespace": "eso"}
+CONNECT_HOST = "http://onepassword-connect.onepassword.svc.cluster.local:8080"
+
+
+def store_manifest(eso_version: str, access: OnePasswordAccess = "connect", **changes: Any) -> dict[str, Any]:
     arguments = {
         "name": "one-secretstore",
         "api_version": eso_api_version(parse_chart_version(eso_version)),
-        "host": "http://onepassword-connect.onepassword.svc.cluster.local:8080",
-        "vaults": {"HomeLab": 1},
-        "token_secret": "onepassword-connect-token",
-        "token_key": "token",
-        "token_namespace": "eso",
+        "provider": store_provider(access, CONNECT_HOST, {"HomeLab": 1}, TOKEN_REF),
         "conditions": namespace_conditions("one-secretstore", ["apps"]),
     }
     return cluster_secret_store(**{**arguments, **changes})
+
+
+def test_a_store_with_a_service_account_matches_eso_2_9_0s_crd():
+    """ESO's onepasswordSDK provider (0.17.0 on): a service account token Secret, one vault."""
+    manifest = store_manifest("2.9.0", "service-account")
+    assert manifest["spec"]["provider"] == {
+        "onepasswordSDK": {"vault": "HomeLab", "auth": {"serviceAccountSecretRef": TOKEN_REF}}
+    }
+    assert_valid(manifest, schema("eso", "2.9.0", "clustersecretstore.v1.schema.json"))
+    # ESO 0.12.1 has no such provider (the config model refuses the pair: tests/test_access.py).
+    old = schema("eso", "0.12.1", "clustersecretstore.v1beta1.schema.json")
+    assert unknown_fields(manifest | {"apiVersion": "external-secrets.io/v1beta1"}, old) != []
 
 
 @pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
@@ -77,7 +90,8 @@ def test_an_open_store_matches_the_crd_too(eso_version, api):
 def test_the_store_schema_check_can_fail(eso_version, api):
     crd_schema = schema("eso", eso_version, f"clustersecretstore.{api}.schema.json")
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(crd_schema).validate(store_manifest(eso_version, vaults={"HomeLab": "1"}))
+        bad_vaults = store_provider("connect", CONNECT_HOST, {"HomeLab": "1"}, TOKEN_REF)
+        jsonschema.Draft202012Validator(crd_schema).validate(store_manifest(eso_version, provider=bad_vaults))
     misspelt = store_manifest(eso_version)
     misspelt["spec"]["provider"]["onepassword"]["connectHosts"] = "x"
     assert unknown_fields(misspelt, crd_schema) == [".spec.provider.onepassword.connectHosts"]
