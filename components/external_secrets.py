@@ -1,4 +1,4 @@
-"""ExternalSecrets: the External Secrets Operator and a ClusterSecretStore reading 1Password via Connect."""
+"""ExternalSecrets: the External Secrets Operator and a ClusterSecretStore reading 1Password."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

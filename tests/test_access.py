@@ -16,6 +16,7 @@ from cluster_secrets.offline import is_secret
 from components.errors import ConfigError
 from tests.conftest import CANARIES, ROOT, assert_no_plaintext, default_vaults, run_stack
 from tests.fake_cluster import FakeCluster
+from tests.test_policies import assert_passes_every_policy
 from tests.test_schemas import ESO_VERSIONS, assert_valid, schema
 
 EXTERNAL = {"onepasswordAccess": "external-connect", "connectHost": "https://connect.homelab.example:8443"}
@@ -187,3 +188,10 @@ def test_status_has_no_connect_deployment_to_check_without_connect(access, host,
     line = status.connect_line(cluster, target)
     assert (line.ok, line.text) == (True, expected)
     assert not status.connect_line(cluster, status.Target("homelab", "onepassword", "eso", "auto")).ok
+
+
+@pytest.mark.parametrize("settings", [EXTERNAL, SERVICE_ACCOUNT], ids=["external-connect", "service-account"])
+def test_without_connect_every_policy_passes(settings):
+    """The pack's Connect policy looks at Connect's release and Service, so with none it has nothing
+    to flag, and nothing else in the pack needs a Connect."""
+    assert_passes_every_policy(run_stack(config=settings, vaults=vaults()))

@@ -7,7 +7,6 @@ preflight is the real one (cluster_secrets/preflight.py) over a fake vault; the 
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from cluster_secrets import charts, converge, deploy, preflight
 from cluster_secrets.onepassword import ItemDetails, ItemSummary, OnePasswordError
 from components.config import StackConfig
 from tests import fake_pulumi
-from tests.conftest import ROOT, upstream
+from tests.conftest import ROOT, fake_executable, upstream
 from tests.fake_cluster import FakeCluster, b64
 
 FAKE = Path(__file__).with_name("fake_pulumi.py")
@@ -47,11 +46,7 @@ class FakeCli:
     def __init__(self, tmp_path: Path):
         self.home = tmp_path / "fake-pulumi"
         self.home.mkdir()
-        self.bin = tmp_path / "bin"
-        self.bin.mkdir()
-        script = self.bin / "pulumi"
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-        script.chmod(0o755)
+        self.bin = fake_executable(tmp_path / "bin", "pulumi", FAKE)
         self.project = tmp_path / "project"
         self.project.mkdir()
         # The program too: the preflight evaluates it offline for what it would create.

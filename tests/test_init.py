@@ -8,7 +8,6 @@ import argparse
 import json
 import shutil
 import stat
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from cluster_secrets import converge, deploy, desired, init
 from cluster_secrets.init import InitOptions
 from tests import fake_op
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fake_executable
 
 FAKE = Path(__file__).with_name("fake_op.py")
 STACK = "mycluster"
@@ -43,11 +42,7 @@ class FakeOp:
     def __init__(self, tmp_path: Path, vaults: Sequence[str] = ("InitMine", "Mine")):
         self.home = tmp_path / "fake-op"
         self.home.mkdir()
-        self.bin = tmp_path / "bin"
-        self.bin.mkdir()
-        script = self.bin / "op"
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-        script.chmod(0o755)
+        self.bin = fake_executable(tmp_path / "bin", "op", FAKE)
         self.save({"vaults": list(vaults), "items": {}, "servers": {}, "tokens": []})
 
     def environ(self, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from tests.conftest import ROOT, run_stack
+from tests.conftest import ROOT, Run, run_stack
 
 sys.path.insert(0, str(ROOT / "policies"))
 from cluster_secrets_policies import POLICIES  # noqa: E402
@@ -170,6 +170,10 @@ def test_what_the_stacks_register_passes_every_policy(stack, request):
         run = run_second()
     else:
         run = run_stack()
+    assert_passes_every_policy(run)
+
+
+def assert_passes_every_policy(run: Run) -> None:
     for registration in run.registrations:
         for policy in POLICIES:
             assert violations(policy, registration.type, registration.plain, registration.name) == [], (
