@@ -4,12 +4,11 @@ its adapter over the official kubernetes client, on the stack's kubeconfig file 
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3
-from kubernetes import client as kube
 from kubernetes import config as kube_config
 
 from cluster_secrets.errors import UsageError
@@ -67,7 +66,8 @@ def eso_version(stack_outputs: Mapping[str, Any]) -> str | None:
 
 
 class KubeCluster:
-    """`Cluster` over the official kubernetes client, on one kubeconfig file and context."""
+    """`Cluster` and `Api` over the official kubernetes client, on one kubeconfig file and context: every
+    request by API path, through one `_call`."""
 
     def __init__(self, kubeconfig: str, context: str):
         # A kubeconfig with insecure-skip-tls-verify is the user's choice, made once: kubectl does not
@@ -80,24 +80,13 @@ class KubeCluster:
         except kube_config.ConfigException as error:
             raise ClusterError(f"cannot use context {context!r} of kubeconfig {kubeconfig}: {error}") from None
         self.client = api_client
-        self.apps = kube.AppsV1Api(api_client)
-        self.core = kube.CoreV1Api(api_client)
-        self.custom = kube.CustomObjectsApi(api_client)
 
-    def _read(self, what: str, call: Callable[[], Any]) -> Obj | None:
-        try:
-            found = call()
-        except kube.ApiException as error:
-            if error.status == 404:
-                return None
-            raise ClusterError(f"reading {what}: {error.status} {error.reason}") from None
-        except Exception as error:  # urllib3's connection errors, timeouts
-            raise ClusterError(f"reading {what}: {type(error).__name__}: {error}") from None
-        return found if isinstance(found, dict) else self.client.sanitize_for_serialization(found)
-
-    def _call(self, method: str, path: str, body: Obj | None = None, query: list[Any] | None = None) -> Any:
+    def _call(
+        self, method: str, path: str, body: Obj | None = None, query: list[Any] | None = None, what: str = ""
+    ) -> Any:
         """One request by path (the generated client's own serializer adds the host and the credentials);
-        None for 404, ClusterError for any other failure."""
+        None for 404, ClusterError for any other failure, named by `what` (else the method and path)."""
+        what = what or f"{method} {path}"
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/merge-patch+json"
@@ -108,11 +97,11 @@ class KubeCluster:
             response = self.client.call_api(*request, _request_timeout=TIMEOUT)
             response.read()
         except Exception as error:  # urllib3's connection errors, timeouts
-            raise ClusterError(f"{method} {path}: {type(error).__name__}: {error}") from None
+            raise ClusterError(f"{what}: {type(error).__name__}: {error}") from None
         if response.status == 404:
             return None
         if not 200 <= response.status < 300:
-            raise ClusterError(f"{method} {path}: {response.status} {response.reason}")
+            raise ClusterError(f"{what}: {response.status} {response.reason}")
         return json.loads(response.data or b"null")
 
     def get(self, path: str) -> Obj | None:
@@ -126,54 +115,37 @@ class KubeCluster:
         if self._call("PATCH", path, body=body) is None:
             raise ClusterError(f"PATCH {path}: not found")
 
+    # `Cluster`: the same requests, named for people.
     def deployment(self, namespace: str, name: str) -> Obj | None:
-        return self._read(
-            f"Deployment {namespace}/{name}",
-            lambda: self.apps.read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT),
-        )
+        path = object_path("apps/v1", "Deployment", name, namespace)
+        return self._call("GET", path, what=f"reading Deployment {namespace}/{name}")
 
     def custom_object(
         self, group: str, version: str, plural: str, name: str, namespace: str | None = None
     ) -> Obj | None:
-        what = f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
-        if namespace is None:
-            return self._read(
-                what,
-                lambda: self.custom.get_cluster_custom_object(group, version, plural, name, _request_timeout=TIMEOUT),
-            )
-        return self._read(
-            what,
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=TIMEOUT
-            ),
-        )
+        what = f"reading {_custom_name(group, version, plural, name, namespace)}"
+        return self._call("GET", _custom_path(group, version, plural, name, namespace), what=what)
 
     def secret(self, namespace: str, name: str) -> Obj | None:
-        return self._read(
-            f"Secret {namespace}/{name}",
-            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT),
-        )
+        path = object_path("v1", "Secret", name, namespace)
+        return self._call("GET", path, what=f"reading Secret {namespace}/{name}")
 
     def annotate(
         self, group: str, version: str, plural: str, name: str, namespace: str | None, annotations: dict[str, str]
     ) -> None:
         """Merge `annotations` into a custom object's (a JSON merge patch); cluster-scoped without a namespace."""
         body = {"metadata": {"annotations": annotations}}
-        what = f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
-        if namespace is None:
-            self._read(
-                what,
-                lambda: self.custom.patch_cluster_custom_object(
-                    group, version, plural, name, body, _request_timeout=TIMEOUT
-                ),
-            )
-        else:
-            self._read(
-                what,
-                lambda: self.custom.patch_namespaced_custom_object(
-                    group, version, namespace, plural, name, body, _request_timeout=TIMEOUT
-                ),
-            )
+        what = f"annotating {_custom_name(group, version, plural, name, namespace)}"
+        self._call("PATCH", _custom_path(group, version, plural, name, namespace), body=body, what=what)
+
+
+def _custom_path(group: str, version: str, plural: str, name: str, namespace: str | None) -> str:
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/{group}/{version}{scope}/{plural}/{name}"
+
+
+def _custom_name(group: str, version: str, plural: str, name: str, namespace: str | None) -> str:
+    return f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
 
 
 def kubeconfig_file(configured: str, environ: Mapping[str, str]) -> str:
