@@ -45,8 +45,8 @@ from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import ItemDetails, OnePasswordError, Vaults, reader
 from cluster_secrets.stack_files import set_keys, stack_file
-from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, detach_hint, discover
-from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY
+from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, detach_hint, discover, helm_ownership
+from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS
 from components.argocd import ARGOCD_SECRET
 from components.config import StackConfig
 from components.kube import KEEP
@@ -54,7 +54,6 @@ from components.onepassword_items import ITEM_CATEGORIES
 
 Print = Callable[[str], None]
 REPLACING = {"replace", "create-replacement", "delete-replaced", "delete", "discard"}
-HELM_LABEL = {"app.kubernetes.io/managed-by": "Helm"}
 # Argo CD parses admin.passwordMtime with Go's time.RFC3339 only (FACTS.md, Argo CD).
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 CLUSTER_SCOPED = {
@@ -104,7 +103,7 @@ def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config:
             absent = config.argocd_admin_item if admin is None else config.argocd_secret_item
             problems.append(f"1Password item {absent!r} is missing: adopt takes over both admin items or neither")
         return problems
-    missing = [key for key in (ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY) if not secret.value(key, True)]
+    missing = [key for key in ARGOCD_SECRET_KEYS if not secret.value(key, True)]
     if missing:
         problems.append(
             f"1Password item {secret.title!r}: {', '.join(missing)} not found in a section of the item (the "
@@ -116,7 +115,7 @@ def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config:
         problems.append(f"1Password item {admin.title!r} has no password: set the one Argo CD accepts")
         return problems
     try:
-        matches = bool(password) and bcrypt.checkpw(password.encode(), secret.value(ADMIN_PASSWORD, True).encode())
+        matches = bcrypt.checkpw(password.encode(), secret.value(ADMIN_PASSWORD, True).encode())
     except ValueError:
         matches = False
     if not matches:
@@ -139,7 +138,7 @@ def plan(
     argocd_secret: dict[str, Any] | None,
 ) -> Plan:
     """What adopt will do with what was found (`items`: the details of the items found, by title)."""
-    managed = application_blockers(found)
+    managed = application_blockers(found, config.argocd_namespace)
     blockers = managed + [f.blocker for f in found if f.blocker and not f.owner.startswith("Argo CD Application")]
     taken_items = [f for f in found if f.wanted.type == ITEM]
     keys: dict[str, Any] = {}
@@ -157,12 +156,13 @@ def plan(
     return Plan(found, blockers, keys, keep, unreleased)
 
 
-def application_blockers(found: Sequence[Found]) -> list[str]:
-    """One line for each Argo CD Application that manages something found, naming it all."""
+def application_blockers(found: Sequence[Found], namespace: str) -> list[str]:
+    """One line for each Argo CD Application (in Argo CD's `namespace`) that manages something found,
+    naming it all."""
     lines = []
     for owner in sorted({f.owner for f in found if f.blocker and f.owner.startswith("Argo CD Application")}):
         managed = [f for f in found if f.owner == owner and f.blocker]
-        hint = detach_hint(owner.rsplit(" ", 1)[1].split("/")[0], managed[0].application)
+        hint = detach_hint(namespace, managed[0].application)
         lines.append(f"{', '.join(f.wanted.what for f in managed)}: managed by {owner}; {hint}")
     return lines
 
@@ -222,13 +222,7 @@ def helm_owned(manifest: Mapping[str, Any], release: str, namespace: str) -> tup
     meta = manifest.get("metadata") or {}
     scope = None if manifest["kind"] in CLUSTER_SCOPED else (meta.get("namespace") or namespace)
     path = object_path(manifest["apiVersion"], manifest["kind"], meta["name"], scope)
-    patch = {
-        "metadata": {
-            "labels": dict(HELM_LABEL),
-            "annotations": {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": namespace},
-        }
-    }
-    return path, patch
+    return path, {"metadata": helm_ownership(release, namespace)}
 
 
 @contextlib.contextmanager
@@ -292,11 +286,12 @@ def run(
         say(f"adopt {stack_name}: nothing made outside the stack to take over; run: ./cluster-secrets up {stack_name}")
         return converge.EXIT_OK
     taking = plan(config, found, items, argocd_secret)
-    for line in describe(taking, stack_name):
+    described = describe(taking, stack_name)
+    for line in described:
         say(line)
     if taking.blockers:
         raise UsageError("adopt cannot take these over yet:\n" + "\n".join(f"  - {b}" for b in taking.blockers))
-    if not confirm(describe(taking, stack_name)):
+    if not confirm(described):
         say("Not adopted; nothing was changed.")
         return converge.EXIT_USAGE
 

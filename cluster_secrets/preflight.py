@@ -30,10 +30,8 @@ from cluster_secrets import charts, desired
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
-from cluster_secrets.takeover import HELM_RELEASE, conflict_message, discover
+from cluster_secrets.takeover import HELM_RELEASE, ITEM, conflict_message, discover
 from components.config import StackConfig
-
-ITEM_TYPE = "onepassword:index/item:Item"
 
 Print = Callable[[str], None]
 
@@ -52,7 +50,7 @@ def state_items(deployment: Mapping[str, Any] | None) -> list[StateItem]:
     """The 1Password items of an exported deployment (`pulumi stack export`)."""
     items = []
     for resource in (deployment or {}).get("resources") or []:
-        if resource.get("type") != ITEM_TYPE or resource.get("delete"):
+        if resource.get("type") != ITEM or resource.get("delete"):
             continue
         out = resource.get("outputs") or {}
         items.append(StateItem(resource["urn"], str(out.get("title", "")), str(out.get("uuid", "")), str(out["vault"])))

@@ -34,6 +34,9 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 ITEM = "onepassword:index/item:Item"
 TRACKING_ID = "argocd.argoproj.io/tracking-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Helm's ownership metadata: which release an object belongs to (Helm 3.2+ adopts an object that names its release).
+MANAGED_BY, HELM = "app.kubernetes.io/managed-by", "Helm"
+RELEASE_NAME, RELEASE_NAMESPACE = "meta.helm.sh/release-name", "meta.helm.sh/release-namespace"
 # Each release's main Deployment, by release name (chart defaults: connect's `connect.applicationName`,
 # external-secrets' and argo-cd's full names with our release names): a release's objects that Helm
 # does not track (an Argo CD Application rendered the chart) are found by it.
@@ -55,6 +58,7 @@ class Wanted:
     what: str  # for people: "Namespace onepassword", "Helm release onepassword/connect", "1Password item ..."
     path: str = ""  # a Kubernetes object's API path
     title: str = ""  # an item's title
+    chart: str = ""  # a release's chart
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def wanted(registrations: Iterable[Registration], config: StackConfig) -> list[W
         inputs, parent = r.plain, names.get(r.parent, "")
         if r.type == HELM_RELEASE:
             where = f"{inputs['namespace']}/{inputs['name']}"
-            result.append(Wanted(r.name, r.type, parent, where, f"Helm release {where} (chart {inputs['chart']})"))
+            what = f"Helm release {where} (chart {inputs['chart']})"
+            result.append(Wanted(r.name, r.type, parent, where, what, chart=inputs["chart"]))
         elif r.type.startswith("kubernetes:") and "metadata" in inputs:
             meta = inputs["metadata"]
             namespace, name = meta.get("namespace"), meta["name"]
@@ -116,6 +121,11 @@ def helm_release(api: Api, namespace: str, name: str) -> Obj | None:
     return dict(json.loads(gzip.decompress(packed)))
 
 
+def helm_ownership(release: str, namespace: str) -> dict[str, dict[str, str]]:
+    """The labels and annotations that make an object `release`'s, in Helm's eyes."""
+    return {"labels": {MANAGED_BY: HELM}, "annotations": {RELEASE_NAME: release, RELEASE_NAMESPACE: namespace}}
+
+
 def owner_of(obj: Obj) -> tuple[str, str]:
     """(owner, Argo CD Application tracking it) of a live object, from its own metadata."""
     meta = obj.get("metadata") or {}
@@ -123,13 +133,13 @@ def owner_of(obj: Obj) -> tuple[str, str]:
     application = ""
     if TRACKING_ID in annotations:
         application = str(annotations[TRACKING_ID]).split(":", 1)[0]
-    elif labels.get("app.kubernetes.io/managed-by") != "Helm" and INSTANCE_LABEL in labels:
+    elif labels.get(MANAGED_BY) != HELM and INSTANCE_LABEL in labels:
         application = str(labels[INSTANCE_LABEL])
     controller = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
     if controller:
         return f"{controller['kind']} {meta.get('namespace', '')}/{controller['name']}".replace(" /", " "), application
-    if labels.get("app.kubernetes.io/managed-by") == "Helm" and "meta.helm.sh/release-name" in annotations:
-        release = f"{annotations.get('meta.helm.sh/release-namespace', '')}/{annotations['meta.helm.sh/release-name']}"
+    if labels.get(MANAGED_BY) == HELM and RELEASE_NAME in annotations:
+        release = f"{annotations.get(RELEASE_NAMESPACE, '')}/{annotations[RELEASE_NAME]}"
         return f"Helm release {release}", application
     return "nobody", application
 
@@ -165,8 +175,7 @@ def _found_release(config: StackConfig, api: Api, want: Wanted) -> Found | None:
     if record is not None:
         chart = ((record.get("chart") or {}).get("metadata") or {}).get("name", "")
         found = Found(want, want.import_id, f"Helm, revision {record.get('version', '?')}")
-        expected = want.what.rsplit("(chart ", 1)[1].rstrip(")")
-        if chart != expected:
+        if chart != want.chart:
             blocker = f"{want.what}: the release there has chart {chart!r}; remove it (helm uninstall) or rename ours"
             return Found(want, want.import_id, found.owner, blocker)
         return found

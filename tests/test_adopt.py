@@ -293,7 +293,7 @@ def test_the_objects_of_one_application_are_one_blocker_line(registrations, conf
     for application in ("root", "infra"):
         cluster.paths[f"/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/{application}"] = {"metadata": {}}
     found = found_in(registrations, config, cluster)
-    lines = application_blockers(found)
+    lines = application_blockers(found, config.argocd_namespace)
     assert len(lines) == 2
     infra, root = lines
     assert infra.startswith("Namespace eso: managed by Argo CD Application argocd/infra; ")
@@ -310,7 +310,7 @@ def test_objects_left_by_a_deleted_application_are_no_blocker(registrations, con
     cluster = FakeCluster()
     cluster.paths[CONNECT_NAMESPACE] = tracked("onepassword", "gone")
     found = found_in(registrations, config, cluster)
-    assert application_blockers(found) == []
+    assert application_blockers(found, config.argocd_namespace) == []
     assert plan(config, found, {}, None).blockers == []
 
 
