@@ -35,6 +35,7 @@ CONNECT_SERVERS = {
 }
 FAULTS_VAULT = "E2EFaults"  # the fault scenario's own working vault (its items are destroyed)
 ADOPT_VAULT = "E2EAdopt"  # the adopt scenario's working vault, with the items the reference steps make
+ADOPT_ARGOCD_VAULT = "E2EAdoptArgo"  # the same, for its variant with an Argo CD Application
 EXTERNAL_VAULT = "E2EExternal"  # the external-connect scenario's working vault
 
 
@@ -92,6 +93,7 @@ def connect() -> Iterator[Connect]:
         tokens = seed(standin, CONNECT_SERVERS)
         standin.add_vault(FAULTS_VAULT)
         standin.add_vault(ADOPT_VAULT)
+        standin.add_vault(ADOPT_ARGOCD_VAULT)
         standin.add_vault(EXTERNAL_VAULT)
         tokens[harness.PULUMI_CLIENT] = pulumi_token = secrets.token_urlsafe(24)
         standin.tokens[pulumi_token] = harness.PULUMI_CLIENT
@@ -114,6 +116,10 @@ class Deployment:
 
     def outputs(self) -> dict[str, Any]:
         return harness.stack_outputs(self.project, self.stack, self.env)
+
+    def eso_path(self, rest: str) -> str:
+        """The API path of an ESO object of this stack (`rest`), in its ESO's API version."""
+        return harness.eso_path(self.outputs(), rest)
 
     def set_keys(self, **settings: Any) -> None:
         harness.set_stack_keys(self.project, self.stack, settings)

@@ -202,6 +202,7 @@ class ConnectStandIn:
 
     def _write(self, vault_id: str, item_id: str, item: dict[str, Any] | None, at: float | None = None) -> None:
         self._writes[vault_id].setdefault(item_id, []).append((time.monotonic() if at is None else at, item))
+        self._vaults[vault_id]["items"] = len(self._latest(vault_id))
 
     def _latest(self, vault_id: str) -> dict[str, dict[str, Any]]:
         """The vault as 1Password holds it, every write included."""
@@ -399,7 +400,6 @@ class ConnectStandIn:
                 return self._replace(vault["id"], item["id"], _same_vault(_json_body(body), vault["id"]))
             if method == "DELETE":
                 self._write(vault["id"], item["id"], None)
-                vault["items"] = len(self._latest(vault["id"]))
                 return None
             raise ApiError(405, "Method not allowed")
         if method != "GET":
@@ -430,7 +430,6 @@ class ConnectStandIn:
         item = {**item, "id": new_id(), "version": 1, "createdAt": now, "updatedAt": now}
         _complete(item)
         self._write(vault_id, item["id"], item, at)
-        self._vaults[vault_id]["items"] = len(self._latest(vault_id))
         return item
 
     def _replace(self, vault_id: str, item_id: str, new: dict[str, Any]) -> dict[str, Any]:

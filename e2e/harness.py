@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from components.versions import eso_api_version, parse_chart_version
+from cluster_secrets.kube import ESO_GROUP, eso_version
 from e2e import controlplane
 from e2e.controlplane import Cluster, HostProcess
 from e2e.plugin_schemas import describe_plugin
@@ -319,8 +319,17 @@ def served_by(project: Path, stack: str, env: Mapping[str, str]) -> list[str]:
 
 def eso_path(stack_outputs: Mapping[str, Any], rest: str) -> str:
     """The API path of an ESO object (`rest`) in the API version of the ESO chart a stack deployed."""
-    chart = parse_chart_version(stack_outputs["chartVersions"]["externalSecrets"])
-    return f"/apis/{eso_api_version(chart)}/{rest}"
+    return f"/apis/{ESO_GROUP}/{eso_version(stack_outputs)}/{rest}"
+
+
+def condition_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
+    """Whether an object's status has the condition `kind` (Ready, Established) True."""
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+def ready(obj: Mapping[str, Any] | None) -> bool:
+    return condition_true(obj, "Ready")
 
 
 def stack_outputs(project: Path, stack: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -378,10 +387,7 @@ class EsoKubelet(threading.Thread):
             return None
         crds = self.cluster.api("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
         ours = [c for c in crds if c["spec"]["group"].endswith("external-secrets.io")]
-        established = all(
-            any(x["type"] == "Established" and x["status"] == "True" for x in c.get("status", {}).get("conditions", []))
-            for c in ours
-        )
+        established = all(condition_true(c, "Established") for c in ours)
         return match.group(1) if ours and established else None
 
     def run(self) -> None:

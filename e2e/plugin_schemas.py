@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-STANDIN_MARKER = "cluster-secrets STAND-IN provider plugin"  # e2e/standin_providers.py's MARKER
+from e2e.standin_providers import MARKER
+
 BRIDGE_MODULE = "github.com/pulumi/pulumi-terraform-bridge/v3"
 
 # A property's wire name -> the SDK class (in _inputs.py/outputs.py) of the object type it carries.
@@ -432,7 +433,7 @@ def describe_plugin(path: Path) -> str:
     """One line: what the plugin binary at `path` (…/pulumi-resource-<name>) is."""
     with path.open("rb") as file:
         head = file.read(1 << 20)
-    if b"\0" not in head and STANDIN_MARKER.encode() in head:
+    if b"\0" not in head and MARKER.encode() in head:
         return "STAND-IN (e2e/standin_providers.py)"
     build = go_build(path)
     if build is None:

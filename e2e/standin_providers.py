@@ -183,7 +183,7 @@ class Resource:
     def check(self, news: Props) -> tuple[Props, list[tuple[str, str]]]:
         return news, []
 
-    def diff(self, old_inputs: Props, news: Props, olds: Props) -> Diff:
+    def diff(self, old_inputs: Props, news: Props) -> Diff:
         return diff_inputs(old_inputs, news, _every_key)
 
     def create(self, inputs: Props, preview: bool) -> Created:
@@ -395,7 +395,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         resource = self._resource(request.urn, request.type, context)
         olds = from_struct(request.olds)
         old_inputs = from_struct(request.old_inputs) if request.HasField("old_inputs") else olds
-        return resource.diff(old_inputs, from_struct(request.news), olds).to_response()
+        return resource.diff(old_inputs, from_struct(request.news)).to_response()
 
     def Create(self, request: provider_pb2.CreateRequest, context: grpc.ServicerContext) -> provider_pb2.CreateResponse:  # noqa: N802
         resource = self._resource(request.urn, request.type, context)

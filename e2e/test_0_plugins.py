@@ -34,9 +34,7 @@ class Bridged:
 
     @property
     def plugin(self) -> Path:
-        return (
-            harness.PULUMI_HOME / "plugins" / f"resource-{self.name}-v{self.version}" / f"pulumi-resource-{self.name}"
-        )
+        return harness.plugin_binary(self.name, self.version)
 
     def __str__(self) -> str:
         return self.name

@@ -7,16 +7,11 @@ import pytest
 
 from e2e.conftest import Deployment, SecretWatch
 from e2e.controlplane import wait_until
-from e2e.harness import upgrade_eso_version
+from e2e.harness import ready, upgrade_eso_version
 
 ES = "/apis/external-secrets.io/{version}/namespaces/argocd/externalsecrets/argocd-secret"
 STORE = "/apis/external-secrets.io/{version}/clustersecretstores/one-secretstore"
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
-
-
-def ready(resource: dict) -> bool:
-    conditions = resource.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def test_eso_upgrade_keeps_the_external_secret_and_argocd_secret(primary: Deployment) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from e2e.conftest import FAULTS_VAULT, Connect, Deployment, deployment
-from e2e.harness import FIGURES, secret_data
+from e2e.harness import FIGURES, ready, secret_data
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 STORE = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
@@ -25,11 +25,6 @@ def faults(workdir: Path, charts: str, connect: Connect, project: tuple[Path, di
     settings = {"workingVault": FAULTS_VAULT, "storeVaults": {FAULTS_VAULT: 1}}
     with deployment("e2e-faults", 2, "homelab", workdir, charts, connect, project, **settings) as result:
         yield result
-
-
-def ready(resource: Any) -> bool:
-    conditions = (resource or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 class When(threading.Thread):

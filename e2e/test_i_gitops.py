@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster_secrets.kube import eso_version
 from components.gitops import REPOSITORY_LABELS, root_application
-from components.versions import eso_api_version, parse_chart_version
 from e2e.conftest import Connect, Deployment
 from e2e.controlplane import wait_until
-from e2e.harness import PROJECT, Run, Secret, secret_data
+from e2e.harness import PROJECT, Run, Secret, ready, secret_data
 
 REPO_URL = "https://git.example/homelab-gitops.git"
 REPO_PATH = "clusters/e2e"
@@ -81,11 +81,6 @@ def seed_login_item(connect: Connect) -> dict[str, Secret]:
             ],
         )
     return connect.item_fields(VAULT, ITEM)
-
-
-def ready(resource: Any) -> bool:
-    conditions = (resource or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def cluster_secrets_of(primary: Deployment) -> list[dict[str, Any]]:
@@ -157,7 +152,7 @@ def test_up_with_gitops_makes_the_root_application_and_the_repository_secret(git
     assert not (application.get("status") or {}).get("sync"), "something synced root (no controller should run)"
 
     # The ExternalSecret `gitops-repository`, Ready, under the API version of the stack's ESO.
-    version = eso_api_version(parse_chart_version(outputs["chartVersions"]["externalSecrets"])).split("/")[1]
+    version = eso_version(outputs)
     path = EXTERNAL_SECRET.format(version=version)
     external_secret = wait_until(
         lambda: found if ready(found := primary.get(path)) else None, 60, "the ExternalSecret gitops-repository Ready"
@@ -205,7 +200,7 @@ def test_removing_the_gitops_keys_takes_it_all_away(gitops: GitOpsStack) -> None
     assert "gitopsRootApplication" not in primary.outputs()
     # No finalizer on root, so Pulumi's delete removes it at once (no controller would ever clear one).
     assert primary.get(APPLICATION) is None
-    version = eso_api_version(parse_chart_version(primary.outputs()["chartVersions"]["externalSecrets"])).split("/")[1]
+    version = eso_version(primary.outputs())
     assert primary.get(EXTERNAL_SECRET.format(version=version)) is None
     # The repository Secret goes with its owner, through the garbage collector.
     wait_until(lambda: primary.get(REPOSITORY_SECRET) is None, 60, "the Secret gitops-repository to be deleted")

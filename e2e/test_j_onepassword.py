@@ -17,23 +17,12 @@ from components.admin_secret import ARGOCD_SECRET_KEYS
 from components.connect import CREDENTIALS_DIGEST
 from e2e.conftest import Connect, Deployment, SecretWatch
 from e2e.controlplane import wait_until
-from e2e.harness import FIGURES, Secret, secret_data
-from e2e.harness import eso_path as eso_path_of
-
-
-def eso_path(primary: Deployment, rest: str) -> str:
-    return eso_path_of(primary.outputs(), rest)
-
+from e2e.harness import FIGURES, Secret, ready, secret_data
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 TOKEN_SECRET = "/api/v1/namespaces/eso/secrets/onepassword-connect-token"
 CONNECT = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
 ESO_CLIENT = "eso-e2e"  # the Connect stand-in's name for the primary cluster's ESO
-
-
-def ready(obj: dict | None) -> bool:
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def test_a_rotation_under_connects_sync_delay_returns_once_the_cluster_holds_the_new_hash(
@@ -64,7 +53,8 @@ def test_an_item_deleted_by_hand_is_made_again_and_argocd_secret_is_untouched(
 ) -> None:
     primary.require_converged()
     standin = connect.standin
-    before = standin.item("HomeLab", "argocd-secret")
+    before_id = standin.item("HomeLab", "argocd-secret")["id"]
+    before = connect.item_fields("HomeLab", "argocd-secret")
     secret = primary.get(ARGOCD_SECRET)
     uid, data = secret["metadata"]["uid"], secret_data(secret)
     watch = SecretWatch(primary.cluster)
@@ -80,17 +70,13 @@ def test_an_item_deleted_by_hand_is_made_again_and_argocd_secret_is_untouched(
     events = watch.stop()
     assert run.code == 0, "up failed (its output is above)"
     assert "this `up` creates them again with the same contents" in run.output
-    after = standin.item("HomeLab", "argocd-secret")
-    assert after["id"] != before["id"]
-
-    def fields(item: dict) -> dict[str, Secret]:
-        return {f["label"]: Secret(f.get("value", "")) for f in item["fields"] if f["label"] in ARGOCD_SECRET_KEYS}
-
-    assert fields(after) == fields(before) and len(fields(after)) == 3
+    assert standin.item("HomeLab", "argocd-secret")["id"] != before_id
+    after = connect.item_fields("HomeLab", "argocd-secret")
+    assert [after.get(key) for key in ARGOCD_SECRET_KEYS] == [before[key] for key in ARGOCD_SECRET_KEYS]
     secret = primary.get(ARGOCD_SECRET)
     assert (secret["metadata"]["uid"], secret_data(secret)) == (uid, data)
     assert "DELETED" not in events, events
-    assert ready(primary.get(eso_path(primary, "namespaces/argocd/externalsecrets/argocd-secret")))
+    assert ready(primary.get(primary.eso_path("namespaces/argocd/externalsecrets/argocd-secret")))
 
     run = primary.tool("up", "j: up after the repair")
     assert run.code == 0 and "deleted outside Pulumi" not in run.output
@@ -108,7 +94,7 @@ def test_a_new_connect_token_rolls_connect_and_the_store_is_ready_again(primary:
     standin.synced()
     del standin.tokens[old]  # revoked: ESO's requests with it are refused from now on
     connect.tokens[ESO_CLIENT] = new
-    store_path = eso_path(primary, "clustersecretstores/one-secretstore")
+    store_path = primary.eso_path("clustersecretstores/one-secretstore")
     # The store sees the revoked token once it validates again.
     primary.cluster.api("PATCH", store_path, {"metadata": {"annotations": {"e2e/revalidate": "1"}}})
     wait_until(lambda: not ready(primary.get(store_path)), 60, "the store to refuse the revoked token")

@@ -12,6 +12,7 @@ logs in, no 1Password item is added, and a rotation afterwards works.
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -25,21 +26,18 @@ import yaml
 from cluster_secrets.kube import object_path
 from components.admin_secret import ARGOCD_SECRET_KEYS
 from e2e import harness
-from e2e.conftest import ADOPT_VAULT, Connect, Deployment, SecretWatch, deployment
+from e2e.conftest import ADOPT_ARGOCD_VAULT, ADOPT_VAULT, CONNECT_SERVERS, Connect, Deployment, SecretWatch, deployment
 from e2e.controlplane import Cluster, Unavailable, start_argocd_server, wait_until
-from e2e.harness import BIN, Secret, secret_data
+from e2e.harness import BIN, Secret, condition_true, ready, secret_data
 from e2e.test_g_login import log_in
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 EXTERNAL_SECRET = "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret"
-STORE = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
 PASSWORD = "correct-horse-battery-staple-e2e"  # the reference setup's admin password, known to the test
 MTIME = "2026-12-01T10:00:00Z"
 CLIENT = "eso-e2e-adopt"  # the Connect stand-in's name for this cluster's ESO (conftest.CONNECT_SERVERS)
-INIT_ITEMS = {"credentialsItem": "1password-credentials-adopt", "tokenItem": "onepassword-connect-token-adopt"}
-SETTINGS = {"workingVault": ADOPT_VAULT, "storeVaults": {ADOPT_VAULT: 1}, **INIT_ITEMS}
+INIT_ITEMS = dict(zip(("credentialsItem", "tokenItem"), CONNECT_SERVERS[CLIENT], strict=True))
 APPLICATION = "infra"  # the Argo CD Application of the second variant
-ARGOCD_VAULT = "E2EAdoptArgo"  # its working vault
 # The reference steps' values: ESO's webhooks off as in every e2e stack (harness.ESO_VALUES).
 REFERENCE_VALUES = {
     "connect": {},
@@ -114,15 +112,7 @@ def apply_as_argocd(cluster: Cluster, manifests: list[dict[str, Any]], namespace
 
 
 def _established(cluster: Cluster, name: str) -> bool:
-    crd = cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") or {}
-    return any(
-        c["type"] == "Established" and c["status"] == "True" for c in crd.get("status", {}).get("conditions", [])
-    )
-
-
-def ready(obj: dict | None) -> bool:
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return condition_true(cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"), "Established")
 
 
 def reference_setup(
@@ -152,7 +142,7 @@ def reference_setup(
         for ns in ("onepassword", "eso"):
             apply_as_argocd(cluster, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}], ns)
     standin = connect.standin
-    credentials = standin.file_content("InitHomeLab", "1password-credentials-adopt")
+    credentials = standin.file_content("InitHomeLab", INIT_ITEMS["credentialsItem"])
     token = connect.tokens[CLIENT]
     # kubectl create secret generic ... --from-literal: chart 1.17.0 wants the file base64-encoded.
     for ns, name, key, value in (
@@ -223,16 +213,34 @@ def reference_setup(
     )
 
 
+@contextlib.contextmanager
+def reference_deployment(
+    stack: str,
+    index: int,
+    vault: str,
+    argocd_app: bool,
+    workdir: Path,
+    charts: str,
+    connect: Connect,
+    project: tuple[Path, dict[str, str]],
+) -> Iterator[tuple[Deployment, dict[str, Secret]]]:
+    """Stack `stack` on a fresh cluster `index` that the reference steps set up by hand, with their
+    items in `vault`; and the items' values."""
+    if not (BIN / "helm").exists():
+        pytest.skip("no helm binary: run e2e/build-tools helm")
+    settings = {"workingVault": vault, "storeVaults": {vault: 1}, **INIT_ITEMS}
+    with deployment(stack, index, "homelab", workdir, charts, connect, project, **settings) as result:
+        values = seed_items(connect, vault)
+        reference_setup(result.cluster, charts, connect, workdir / stack, vault, argocd_app=argocd_app)
+        yield result, values
+
+
 @pytest.fixture(scope="module")
 def by_hand(
     workdir: Path, charts: str, connect: Connect, project: tuple[Path, dict[str, str]]
 ) -> Iterator[tuple[Deployment, dict[str, Secret]]]:
-    if not (BIN / "helm").exists():
-        pytest.skip("no helm binary: run e2e/build-tools helm")
-    with deployment("e2e-adopt", 3, "homelab", workdir, charts, connect, project, **SETTINGS) as result:
-        values = seed_items(connect, ADOPT_VAULT)
-        reference_setup(result.cluster, charts, connect, workdir / "adopt", ADOPT_VAULT, argocd_app=False)
-        yield result, values
+    with reference_deployment("e2e-adopt", 3, ADOPT_VAULT, False, workdir, charts, connect, project) as result:
+        yield result
 
 
 def releases(cluster: Cluster) -> dict[str, str]:
@@ -337,14 +345,10 @@ def test_a_rotation_after_adopt_works(by_hand: tuple[Deployment, dict[str, Secre
 def by_argocd(
     workdir: Path, charts: str, connect: Connect, project: tuple[Path, dict[str, str]]
 ) -> Iterator[tuple[Deployment, dict[str, Secret]]]:
-    if not (BIN / "helm").exists():
-        pytest.skip("no helm binary: run e2e/build-tools helm")
-    connect.standin.add_vault(ARGOCD_VAULT)
-    settings = {"workingVault": ARGOCD_VAULT, "storeVaults": {ARGOCD_VAULT: 1}, **INIT_ITEMS}
-    with deployment("e2e-adopt-argocd", 4, "homelab", workdir, charts, connect, project, **settings) as result:
-        values = seed_items(connect, ARGOCD_VAULT)
-        reference_setup(result.cluster, charts, connect, workdir / "adopt-argocd", ARGOCD_VAULT, argocd_app=True)
-        yield result, values
+    with reference_deployment(
+        "e2e-adopt-argocd", 4, ADOPT_ARGOCD_VAULT, True, workdir, charts, connect, project
+    ) as result:
+        yield result
 
 
 def test_adopt_refuses_what_an_argocd_application_manages_and_takes_it_once_detached(

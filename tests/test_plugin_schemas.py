@@ -12,6 +12,7 @@ import pytest
 
 from e2e import plugin_schemas as ps
 from e2e.plugin_schemas import ConfigKey, Invoke, Resource, Surface, compare, extras, sdk_surface
+from e2e.standin_providers import MARKER
 
 
 def installed(sdk: str) -> Path:
@@ -280,14 +281,8 @@ def test_describe_plugin_recognises_the_suites_stand_in_scripts(
 ) -> None:
     monkeypatch.setattr(ps, "go_build", lambda path: None)
     standin = tmp_path / "pulumi-resource-time"
-    standin.write_text(f"#!/usr/bin/env python3\n# {ps.STANDIN_MARKER}: time\n")
+    standin.write_text(f"#!/usr/bin/env python3\n# {MARKER}: time\n")
     assert ps.describe_plugin(standin) == "STAND-IN (e2e/standin_providers.py)"
     other = tmp_path / "pulumi-resource-other"
     other.write_text("#!/bin/sh\nexec true\n")
     assert ps.describe_plugin(other) == "not a Go binary (or `go` is not on PATH)"
-
-
-def test_stand_in_marker_is_the_one_standin_providers_writes() -> None:
-    from e2e import standin_providers
-
-    assert ps.STANDIN_MARKER == standin_providers.MARKER

@@ -38,7 +38,7 @@ def test_no_change_when_only_secretness_and_number_types_differ() -> None:
 
 
 def test_changed_keepers_replace_random_values() -> None:
-    found = sp.RandomBytes().diff({"length": 16, "keepers": {"r": "1"}}, {"length": 16, "keepers": {"r": "2"}}, {})
+    found = sp.RandomBytes().diff({"length": 16, "keepers": {"r": "1"}}, {"length": 16, "keepers": {"r": "2"}})
     assert found.replaces == ["keepers"]
     response = found.to_response()
     assert response.changes == provider_pb2.DiffResponse.DIFF_SOME
@@ -49,9 +49,9 @@ def test_added_keepers_and_unknown_keepers_replace() -> None:
     password = sp.RandomPassword()
     olds, _ = password.check({"length": 24, "special": False})
     news, _ = password.check({"length": 24, "special": False, "keepers": {"rotation": "1"}})
-    assert password.diff(olds, news, olds).changes == {"keepers": ("add", True)}
+    assert password.diff(olds, news).changes == {"keepers": ("add", True)}
     unknown = {"length": 16, "keepers": {"password": sp.secret(sp.UNKNOWN)}}
-    assert sp.RandomBytes().diff({"length": 16, "keepers": {"password": sp.secret("x")}}, unknown, {}).replaces == [
+    assert sp.RandomBytes().diff({"length": 16, "keepers": {"password": sp.secret("x")}}, unknown).replaces == [
         "keepers"
     ]
 
@@ -60,7 +60,7 @@ def test_nothing_changed_is_diff_none() -> None:
     password = sp.RandomPassword()
     inputs, failures = password.check({"length": 24, "special": False})
     assert failures == []
-    response = password.diff(inputs, dict(inputs), {}).to_response()
+    response = password.diff(inputs, dict(inputs)).to_response()
     assert response.changes == provider_pb2.DiffResponse.DIFF_NONE
     assert list(response.replaces) == []
 
