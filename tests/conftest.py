@@ -7,6 +7,7 @@ fake providers of cluster_secrets/offline.py, and returns what the engine would 
 import base64
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from cluster_secrets import offline, stack_files
+from cluster_secrets import desired, offline, stack_files
 from cluster_secrets.offline import Evaluation, RecordingMonitor, Registration, attached_file
+from components.config import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,4 +148,39 @@ def fake_executable(folder: Path, name: str, script: Path) -> Path:
     executable = folder / name
     executable.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     executable.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def homelab_evaluation() -> offline.Evaluation:
+    """The homelab stack evaluated offline once, as `adopt` and the preflight evaluate it."""
+    return desired.evaluate_stack(ROOT, "homelab")
+
+
+@pytest.fixture(scope="session")
+def registrations(homelab_evaluation: offline.Evaluation) -> list[Registration]:
+    return homelab_evaluation.registrations
+
+
+@pytest.fixture(scope="session")
+def config(homelab_evaluation: offline.Evaluation) -> StackConfig:
+    assert homelab_evaluation.config is not None  # evaluate_stack validates it
+    return homelab_evaluation.config
+
+
+def copy_project(folder: Path) -> Path:
+    """A copy of the program at `folder` (without its tests and the e2e suite), whose stack files a test may edit."""
+    shutil.copytree(
+        ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "tests", "e2e")
+    )
+    return folder
+
+
+def copy_program(folder: Path, stack_files: Sequence[str] = ("homelab",)) -> Path:
+    """The program alone (Pulumi.yaml, `stack_files`, __main__.py, components/) in a new `folder`: what
+    the tool evaluates offline."""
+    folder.mkdir()
+    for name in ("Pulumi.yaml", *(f"Pulumi.{stack}.yaml" for stack in stack_files), "__main__.py"):
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "components", folder / "components")
     return folder

@@ -12,6 +12,8 @@ CANARY_KEY = "canary-server-secretkey-0123456789abcdef"
 MTIME = "2026-11-28T09:00:00Z"
 ES_UID = "0000-es-uid"
 SYNCED_AT = "2026-11-28T10:00:00Z"
+CONNECT_NAMESPACE = "/api/v1/namespaces/onepassword"
+CONNECT_DEPLOYMENT = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
 
 
 def b64(text: str) -> str:

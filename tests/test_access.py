@@ -3,7 +3,6 @@ Connect that runs already (external-connect), or a service account with ESO's on
 provider (service-account). The program under mocks, its objects against ESO's CRD schemas, the
 refused combinations, the offline plan of each mode, and what `status` says of Connect."""
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,10 @@ from cluster_secrets import status
 from cluster_secrets.__main__ import main
 from cluster_secrets.offline import is_secret
 from components.errors import ConfigError
-from tests.conftest import CANARIES, ROOT, assert_no_plaintext, default_vaults, run_stack
+from tests.conftest import CANARIES, assert_no_plaintext, copy_project, default_vaults, run_stack
 from tests.fake_cluster import FakeCluster
 from tests.test_policies import assert_passes_every_policy
-from tests.test_schemas import ESO_VERSIONS, assert_valid, schema
+from tests.test_schemas import ESO_VERSIONS, assert_eso_objects_valid
 
 EXTERNAL = {"onepasswordAccess": "external-connect", "connectHost": "https://connect.homelab.example:8443"}
 SA_TOKEN = "canary-service-account-token-0c1e"
@@ -26,7 +25,6 @@ SERVICE_ACCOUNT = {
     "serviceAccountTokenItem": "eso-service-account",
     "esoChartVersion": "2.9.0",
 }
-CONNECT_TYPES = ("cluster-secrets:index:OnePasswordConnect", "kubernetes:core/v1:Namespace")
 
 
 def vaults() -> dict[str, Any]:
@@ -56,11 +54,7 @@ def test_an_external_connect_gets_no_connect_of_the_stacks_and_a_store_that_poin
     assert provider["connectHost"] == EXTERNAL["connectHost"]
     assert provider["auth"]["secretRef"]["connectTokenSecretRef"]["name"] == "onepassword-connect-token"
     assert run.outputs["connectHost"] == EXTERNAL["connectHost"]
-    for kind, file in (("ClusterSecretStore", "clustersecretstore"), ("ExternalSecret", "externalsecret")):
-        assert_valid(
-            run.one(f"kubernetes:external-secrets.io/{api}:{kind}").plain,
-            schema("eso", eso_version, f"{file}.{api}.schema.json"),
-        )
+    assert_eso_objects_valid(run, eso_version, api)
 
 
 def test_a_service_account_gets_an_sdk_store_for_the_working_vault_and_its_token_as_a_secret():
@@ -85,10 +79,7 @@ def test_a_service_account_gets_an_sdk_store_for_the_working_vault_and_its_token
         {"key": "argocd-secret/admin.passwordMtime"},
         {"key": "argocd-secret/server.secretkey"},
     ]
-    for kind, file in (("ClusterSecretStore", "clustersecretstore"), ("ExternalSecret", "externalsecret")):
-        assert_valid(
-            run.one(f"kubernetes:external-secrets.io/v1:{kind}").plain, schema("eso", "2.9.0", f"{file}.v1.schema.json")
-        )
+    assert_eso_objects_valid(run, "2.9.0", "v1")
 
 
 def test_a_service_account_warns_at_preview_of_the_reads_an_hour_against_its_limit():
@@ -103,7 +94,7 @@ def test_a_service_account_warns_at_preview_of_the_reads_an_hour_against_its_lim
         {"key": "gitops/username"},
         {"key": "gitops/password"},
     ]
-    assert not [w for w in [m for s, m in run_stack(config=EXTERNAL).monitor.log.messages] if "service-account" in w]
+    assert not [m for _, m in run_stack(config=EXTERNAL).monitor.log.messages if "service-account" in m]
 
 
 @pytest.mark.parametrize(
@@ -157,10 +148,7 @@ def test_without_connect_no_connect_chart_version_is_needed():
     ids=["external-connect-0.12.1", "external-connect-2.9.0", "service-account-2.9.0"],
 )
 def test_each_mode_plans_offline_with_its_secrets_masked(tmp_path: Path, capsys: pytest.CaptureFixture, settings):
-    copy = tmp_path / "project"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "tests", "e2e")
-    )
+    copy = copy_project(tmp_path / "project")
     document = yaml.safe_load((copy / "Pulumi.homelab.yaml").read_text())
     document["config"].update({f"cluster-secrets:{key}": value for key, value in settings.items()})
     (copy / "Pulumi.mode.yaml").write_text(yaml.safe_dump(document))

@@ -8,8 +8,9 @@ from typing import Any
 
 import bcrypt
 import pytest
+import yaml
 
-from cluster_secrets import desired, stack_files
+from cluster_secrets import stack_files
 from cluster_secrets.adopt import (
     application_blockers,
     helm_owned,
@@ -17,6 +18,7 @@ from cluster_secrets.adopt import (
     item_blockers,
     plan,
     plugin_of,
+    take_over,
 )
 from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import Field, ItemDetails, ItemSummary
@@ -25,14 +27,12 @@ from cluster_secrets.takeover import HELM_RELEASE, ITEM, TRACKING_ID, Found, dis
 from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY
 from components.config import StackConfig, load_config
 from tests.conftest import ROOT, stack_config
-from tests.fake_cluster import ES_UID, FakeCluster
+from tests.fake_cluster import CONNECT_DEPLOYMENT, CONNECT_NAMESPACE, ES_UID, FakeCluster
 
 PASSWORD = "canary-adopted-admin-password-91c2"
 OTHER_PASSWORD = "canary-another-password-5b7e"
 MTIME = "2026-12-01T10:00:00Z"
 SECRET_KEY = "canary-adopted-server-secretkey-4d8a"
-CONNECT_NAMESPACE = "/api/v1/namespaces/onepassword"
-CONNECT_DEPLOYMENT = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
 
 
 def bcrypt_hash(password: str) -> str:
@@ -43,18 +43,8 @@ def bcrypt_hash(password: str) -> str:
 HASH = bcrypt_hash(PASSWORD)
 
 
-@pytest.fixture(scope="module")
-def registrations() -> list[Registration]:
-    return desired.evaluate_stack(ROOT, "homelab").registrations
-
-
 def config_of(**overrides: Any) -> StackConfig:
     return load_config(project_values(stack_config(overrides=overrides)), "homelab")
-
-
-@pytest.fixture(scope="module")
-def config() -> StackConfig:
-    return config_of()
 
 
 def secret_item(
@@ -499,3 +489,28 @@ def test_set_keys_with_no_keys_leaves_the_file_as_it_was(project):
     before = path.read_text()
     stack_files.set_keys(path, {})
     assert path.read_text() == before
+
+
+def test_take_over_writes_the_stack_keys_and_annotates_argocd_secret_keep(tmp_path: Path, registrations, config):
+    stack_file = tmp_path / "Pulumi.homelab.yaml"
+    stack_file.write_text((ROOT / "Pulumi.homelab.yaml").read_text())
+    taking = plan(config, [], {}, argocd_secret(keep=False))  # ESO's argocd-secret, without the keep annotation
+    cluster = FakeCluster()
+    take_over(taking, config, stack_file, cluster, registrations, {})
+    assert cluster.patched == [
+        (
+            "/api/v1/namespaces/argocd/secrets/argocd-secret",
+            {"metadata": {"annotations": {"helm.sh/resource-policy": "keep"}}},
+        )
+    ]
+    written = yaml.safe_load(stack_file.read_text())["config"]
+    assert written["cluster-secrets:argocdCreateSecret"] == "false"
+    assert written["cluster-secrets:kubeContext"] == "homelab"  # the rest is kept
+
+
+def test_take_over_leaves_a_kept_argocd_secret_alone(tmp_path: Path, registrations, config):
+    stack_file = tmp_path / "Pulumi.homelab.yaml"
+    stack_file.write_text((ROOT / "Pulumi.homelab.yaml").read_text())
+    cluster = FakeCluster()
+    take_over(plan(config, [], {}, argocd_secret(keep=True)), config, stack_file, cluster, registrations, {})
+    assert cluster.patched == []

@@ -11,7 +11,7 @@ from cluster_secrets import charts
 from cluster_secrets.__main__ import main
 from cluster_secrets.stack_files import project_values, stack_config
 from components.config import load_config
-from tests.conftest import ROOT, run_stack, upstream
+from tests.conftest import ROOT, copy_project, run_stack, upstream
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -72,10 +72,7 @@ def test_a_package_downloaded_before_needs_no_index(tmp_path: Path) -> None:
 def test_plan_render_stops_on_a_version_the_charts_folder_lacks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     if shutil.which("helm") is None and not (Path.home() / ".cache/cluster-secrets-e2e/bin/helm").exists():
         pytest.skip("plan --render needs helm: e2e/build-tools helm builds it")
-    copy = tmp_path / "project"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "tests", "e2e")
-    )
+    copy = copy_project(tmp_path / "project")
     stack_file = copy / "Pulumi.homelab.yaml"
     stack_file.write_text(stack_file.read_text().replace("argocdChartVersion: 10.1.1", "argocdChartVersion: 10.9.9"))
     code = main(["plan", "homelab", "--render", "--charts", str(upstream("charts")), "--program-dir", str(copy)])

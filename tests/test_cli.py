@@ -2,7 +2,6 @@
 read as the Pulumi CLI reads them (YAML 1.2); paths relative to where the user runs the tool."""
 
 import io
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from cluster_secrets.__main__ import main
 from cluster_secrets.deploy import Backend, check_legacy_file_backend
 from cluster_secrets.errors import UsageError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_project
 from tests.test_deploy import FakeCli
 
 HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
@@ -21,11 +20,7 @@ HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the program whose stack files a test may edit."""
-    copy = tmp_path / "project"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "tests", "e2e")
-    )
-    return copy
+    return copy_project(tmp_path / "project")
 
 
 def plan(project: Path, capsys, *extra: str, stack: str = "homelab") -> tuple[int, str, str]:

@@ -6,7 +6,6 @@ preflight is the real one (cluster_secrets/preflight.py) over a fake vault; the 
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from cluster_secrets import charts, converge, deploy, preflight
 from cluster_secrets.onepassword import ItemDetails, ItemSummary, OnePasswordError
 from components.config import StackConfig
 from tests import fake_pulumi
-from tests.conftest import ROOT, fake_executable, upstream
+from tests.conftest import copy_program, fake_executable, upstream
 from tests.fake_cluster import FakeCluster, b64
 
 FAKE = Path(__file__).with_name("fake_pulumi.py")
@@ -28,7 +27,6 @@ class FakeVaults:
 
     def __init__(self) -> None:
         self.listed: list[ItemSummary] = []
-        self.details: dict[str, ItemDetails] = {}
 
     def vault_id(self, name: str) -> str:
         assert name == "HomeLab"
@@ -39,7 +37,7 @@ class FakeVaults:
         return list(self.listed)
 
     def item(self, vault_id: str, item_id: str) -> ItemDetails:
-        return self.details[item_id]
+        raise AssertionError(f"the preflight reads no item's details (asked for {item_id})")
 
 
 class FakeCli:
@@ -47,12 +45,8 @@ class FakeCli:
         self.home = tmp_path / "fake-pulumi"
         self.home.mkdir()
         self.bin = fake_executable(tmp_path / "bin", "pulumi", FAKE)
-        self.project = tmp_path / "project"
-        self.project.mkdir()
         # The program too: the preflight evaluates it offline for what it would create.
-        for name in ("Pulumi.yaml", "Pulumi.homelab.yaml", "__main__.py"):
-            shutil.copy(ROOT / name, self.project / name)
-        shutil.copytree(ROOT / "components", self.project / "components")
+        self.project = copy_program(tmp_path / "project")
         self.lines: list[str] = []
         self.vaults = FakeVaults()
         self.reader: Callable[[object, object], FakeVaults] = lambda config, environ: self.vaults

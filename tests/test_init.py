@@ -5,8 +5,8 @@ No real 1Password account ran any of this: the fake answers as the CLI's referen
 """
 
 import argparse
+import dataclasses
 import json
-import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +17,7 @@ import pytest
 from cluster_secrets import converge, deploy, desired, init
 from cluster_secrets.init import InitOptions
 from tests import fake_op
-from tests.conftest import ROOT, fake_executable
+from tests.conftest import ROOT, copy_program, fake_executable
 
 FAKE = Path(__file__).with_name("fake_op.py")
 STACK = "mycluster"
@@ -27,13 +27,7 @@ SERVER = f"cluster-secrets-{STACK}"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the program, as tests/test_deploy.py's FakeCli makes one."""
-    folder = tmp_path / "project"
-    folder.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.homelab.yaml", "Pulumi.homelab-2.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "components", folder / "components")
-    return folder
+    return copy_program(tmp_path / "project", ("homelab", "homelab-2"))
 
 
 class FakeOp:
@@ -236,7 +230,7 @@ def test_the_flags_parse_into_options() -> None:
 
 # --create-1password, against the fake op.
 
-CREATE = InitOptions(kube_context="kind-mycluster", init_vault="InitMine", working_vault="Mine", create_1password=True)
+CREATE = dataclasses.replace(FLAGS, create_1password=True)
 EVERYTHING = [
     "--version",
     "whoami",

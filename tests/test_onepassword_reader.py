@@ -33,19 +33,19 @@ def test_connect_lists_a_vaults_items_by_id_and_title(connect: tuple[ConnectStan
 
 
 def test_connect_errors_name_the_request_never_the_token(connect: tuple[ConnectStandIn, str]) -> None:
-    standin, _ = connect
+    standin, token = connect
     with pytest.raises(OnePasswordError) as refused:
         ConnectApi(standin.url, TOKEN_CANARY).vault_id("HomeLab")
     assert str(refused.value) == f"Connect at {standin.url}: GET /v1/vaults: 401 Invalid bearer token"
     assert TOKEN_CANARY not in str(refused.value)
     with pytest.raises(OnePasswordError, match="expected one 1Password vault named 'Nope', found 0"):
-        ConnectApi(standin.url, connect[1]).vault_id("Nope")
+        ConnectApi(standin.url, token).vault_id("Nope")
     standin.go_down()
     with pytest.raises(OnePasswordError, match=f"cannot reach Connect at {standin.url}"):
-        ConnectApi(standin.url, connect[1]).items("x")
+        ConnectApi(standin.url, token).items("x")
 
 
-def fake_op(tmp_path: Path, answers: dict[str, object]) -> Path:
+def answering_op(tmp_path: Path, answers: dict[str, object]) -> Path:
     """An `op` that answers JSON per subcommand ("vault get", "item list") and logs argv and its token."""
     script = tmp_path / "op"
     log = tmp_path / "op-calls.jsonl"
@@ -65,7 +65,9 @@ def fake_op(tmp_path: Path, answers: dict[str, object]) -> Path:
 
 
 def test_op_gets_the_token_in_its_environment_never_on_its_command_line(tmp_path: Path) -> None:
-    op = fake_op(tmp_path, {"vault get": {"id": "v1", "name": "HomeLab"}, "item list": [{"id": "i1", "title": "t"}]})
+    op = answering_op(
+        tmp_path, {"vault get": {"id": "v1", "name": "HomeLab"}, "item list": [{"id": "i1", "title": "t"}]}
+    )
     cli = reader({"onepassword:opCliPath": str(op)}, {"OP_SERVICE_ACCOUNT_TOKEN": TOKEN_CANARY})
     assert isinstance(cli, OpCli)
     assert cli.vault_id("HomeLab") == "v1" and cli.items("v1") == [ItemSummary("i1", "t")]
@@ -78,7 +80,7 @@ def test_op_gets_the_token_in_its_environment_never_on_its_command_line(tmp_path
 
 
 def test_op_failures_are_clear(tmp_path: Path) -> None:
-    op = fake_op(tmp_path, {})
+    op = answering_op(tmp_path, {})
     with pytest.raises(OnePasswordError, match=r"`op vault get HomeLab` failed: \[ERROR\] 2026/12/06 unknown command"):
         OpCli(str(op), TOKEN_CANARY, "", {}).vault_id("HomeLab")
     with pytest.raises(OnePasswordError, match="cannot run the 1Password CLI"):

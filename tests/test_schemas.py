@@ -12,7 +12,7 @@ from components.config import OnePasswordAccess
 from components.connect import connect_values
 from components.external_secrets import cluster_secret_store, eso_values, namespace_conditions, store_provider
 from components.versions import eso_api_version, parse_chart_version
-from tests.conftest import run_stack, upstream
+from tests.conftest import Run, run_stack, upstream
 
 ESO_VERSIONS = {"0.12.1": "v1beta1", "2.9.0": "v1"}
 
@@ -107,7 +107,11 @@ def test_argocd_external_secret_matches_the_crd(eso_version, api):
 
 @pytest.mark.parametrize(("eso_version", "api"), ESO_VERSIONS.items())
 def test_objects_the_program_registers_match_the_crds(eso_version, api):
-    run = run_stack(config={"esoChartVersion": eso_version})
+    assert_eso_objects_valid(run_stack(config={"esoChartVersion": eso_version}), eso_version, api)
+
+
+def assert_eso_objects_valid(run: Run, eso_version: str, api: str) -> None:
+    """The store and ExternalSecret a run registered, against ESO `eso_version`'s CRD schemas."""
     for kind, file in (("ClusterSecretStore", "clustersecretstore"), ("ExternalSecret", "externalsecret")):
         registered = run.one(f"kubernetes:external-secrets.io/{api}:{kind}").plain
         assert_valid(registered, schema("eso", eso_version, f"{file}.{api}.schema.json"))

@@ -3,7 +3,6 @@ clean message that names a key or the file. Never another exception, never a sec
 
 import contextlib
 import io
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from cluster_secrets import offline
 from cluster_secrets.__main__ import main
 from components.config import KEYS, PROJECT
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_project
 
 HOMELAB = yaml.safe_load((ROOT / "Pulumi.homelab.yaml").read_text())["config"]
 
@@ -45,11 +44,7 @@ damage = st.sampled_from(["", "  broken: [\n", f"  {PROJECT}:kubeContext: again\
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("edits") / "project"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "tests", "e2e")
-    )
-    return copy
+    return copy_project(tmp_path_factory.mktemp("edits") / "project")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

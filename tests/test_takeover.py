@@ -6,45 +6,25 @@ import gzip
 import json
 from typing import Any
 
-import pytest
-
-from cluster_secrets import desired
-from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import ItemSummary
-from cluster_secrets.stack_files import project_values
 from cluster_secrets.takeover import (
     HELM_RELEASE,
     INSTANCE_LABEL,
     ITEM,
     TRACKING_ID,
-    Found,
     conflict_message,
     discover,
     helm_release,
     owner_of,
     wanted,
 )
-from components.config import StackConfig, load_config
-from tests.conftest import ROOT, stack_config
-from tests.fake_cluster import FakeCluster
+from tests.fake_cluster import CONNECT_DEPLOYMENT, CONNECT_NAMESPACE, FakeCluster
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 SECRET = "kubernetes:core/v1:Secret"
-CONNECT_NAMESPACE = "/api/v1/namespaces/onepassword"
 CONNECT_RECORDS = ("/api/v1/namespaces/onepassword/secrets", "owner=helm,name=connect")
-CONNECT_DEPLOYMENT = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
 ROOT_APPLICATION = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/root"
 HELM_MANAGED = {"app.kubernetes.io/managed-by": "Helm"}
-
-
-@pytest.fixture(scope="module")
-def registrations() -> list[Registration]:
-    return desired.evaluate_stack(ROOT, "homelab").registrations
-
-
-@pytest.fixture(scope="module")
-def config() -> StackConfig:
-    return load_config(project_values(stack_config()), "homelab")
 
 
 def helm_owned_meta(release: str, namespace: str) -> dict[str, Any]:
@@ -78,10 +58,6 @@ def release_record(
         "type": "helm.sh/release.v1",
         "data": {"release": base64.b64encode(stored).decode()},
     }
-
-
-def found_by_name(found: list[Found]) -> dict[str, Found]:
-    return {f.wanted.name: f for f in found}
 
 
 # owner_of: who made a live object, from its own metadata.
@@ -322,7 +298,6 @@ def test_a_releases_objects_without_a_release_record_are_found(registrations, co
     cluster.paths[CONNECT_DEPLOYMENT] = {"metadata": {"name": "onepassword-connect", "namespace": "onepassword"}}
     [found] = discover(config, registrations, None, cluster, [], "V")
     assert (found.wanted.name, found.import_id, found.blocker) == ("connect-release", "onepassword/connect", "")
-    assert found.owner.startswith("its objects")
     assert found.owner == "its objects: nobody"
 
 
