@@ -28,7 +28,7 @@ import yaml
 
 from components.chart_values import Path as ValuesPath
 from components.chart_values import dotted
-from components.config import PROJECT, StackConfig
+from components.config import PROJECT, StackConfig, field_name
 
 CACHE_DIR = Path.home() / ".cache" / "cluster-secrets" / "charts"
 TIMEOUT = 30
@@ -159,7 +159,7 @@ def check(
         if problem:
             errors.append(problem)
             continue
-        user_values = getattr(config, _field(chart.values_key))
+        user_values = getattr(config, field_name(chart.values_key))
         if user_values:
             defaults = repositories.values(chart)
             for path, hint in unknown_paths(user_values, defaults, FREE_FORM.get(chart.chart, set())):
@@ -167,8 +167,3 @@ def check(
                     f"{PROJECT}:{chart.values_key}: {path} is not a value of chart {chart.chart} {chart.version}{hint}"
                 )
     return errors, warnings
-
-
-def _field(key: str) -> str:
-    """The model's field name of a config key (connectValues -> connect_values)."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml as pyyaml
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from cluster_secrets.errors import UsageError
+from cluster_secrets.kube import kubeconfig_paths
 from cluster_secrets.onepassword import OnePasswordError
-from cluster_secrets.stack_files import project_values, stack_config
+from cluster_secrets.stack_files import project_values, round_trip, stack_config
 from components.config import CHART_VERSION_KEYS, PROJECT, StackConfig, load_config
 from components.errors import ConfigError
 
@@ -167,13 +167,11 @@ def run(
 def kube_contexts(configured: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     """The kubeconfig init reads (--kubeconfig-path, else $KUBECONFIG, a path list, else
     ~/.kube/config) and the names of its contexts; none where it cannot be read."""
-    chosen = configured or environ.get("KUBECONFIG") or "~/.kube/config"
+    chosen, paths = kubeconfig_paths(configured, environ)
     names: list[str] = []
-    for path in chosen.split(os.pathsep):
-        if not path:
-            continue
+    for path in paths:
         try:
-            document = pyyaml.safe_load(Path(os.path.expanduser(path)).read_text())
+            document = pyyaml.safe_load(Path(path).read_text())
         except (OSError, pyyaml.YAMLError):
             continue
         contexts = document.get("contexts") if isinstance(document, dict) else None
@@ -216,18 +214,10 @@ def _asked(ask: Ask, question: str, choices: Sequence[str]) -> str:
     raise UsageError(f"no answer to {question!r}" + (f" among {', '.join(choices)}" if choices else ""))
 
 
-def _round_trip() -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)  # as the stack files are written
-    yaml.width = 4096  # no folded lines
-    return yaml
-
-
 def stack_text(project_dir: Path, stack: str, options: InitOptions) -> str:
     """The new stack file: the template with this cluster's values, its comments kept."""
     try:
-        document = _round_trip().load((project_dir / TEMPLATE).read_text())
+        document = round_trip().load((project_dir / TEMPLATE).read_text())
     except OSError as error:
         raise UsageError(f"{TEMPLATE}: cannot be read ({error.strerror}); init writes stack files from it") from None
     config: CommentedMap = document["config"]
@@ -264,7 +254,7 @@ def stack_text(project_dir: Path, stack: str, options: InitOptions) -> str:
             "project's pinned ones (Renovate bumps them here too)."
         )
     stream = io.StringIO()
-    _round_trip().dump(document, stream)
+    round_trip().dump(document, stream)
     return stream.getvalue()
 
 

@@ -148,10 +148,16 @@ def _custom_name(group: str, version: str, plural: str, name: str, namespace: st
     return f"{plural}.{group}/{version} {namespace + '/' if namespace else ''}{name}"
 
 
+def kubeconfig_paths(configured: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The kubeconfig chosen as written (kubeconfigPath; empty: $KUBECONFIG, a path list, then
+    ~/.kube/config) and its files, expanded."""
+    chosen = configured or environ.get("KUBECONFIG") or "~/.kube/config"
+    return chosen, [os.path.expanduser(path) for path in chosen.split(os.pathsep) if path]
+
+
 def kubeconfig_file(configured: str, environ: Mapping[str, str]) -> str:
     """The stack's kubeconfigPath; empty: $KUBECONFIG (a path list is merged), then ~/.kube/config."""
-    chosen = configured or environ.get("KUBECONFIG") or "~/.kube/config"
-    paths = [os.path.expanduser(path) for path in chosen.split(os.pathsep) if path]
+    chosen, paths = kubeconfig_paths(configured, environ)
     if not any(Path(path).is_file() for path in paths):
         raise UsageError(f"no kubeconfig file at {chosen} (kubeconfigPath in the stack file, else $KUBECONFIG).")
     return os.pathsep.join(paths)

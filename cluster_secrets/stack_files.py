@@ -169,14 +169,20 @@ def _config_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def set_keys(path: Path, keys: Mapping[str, Any]) -> None:
-    """Set `cluster-secrets:` keys in a stack file, keeping its comments and order (a round trip)."""
-    if not keys:
-        return
+def round_trip() -> YAML:
+    """A YAML that reads and writes a stack file keeping its comments, quotes and layout."""
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096  # no line is folded that the user did not fold
     yaml.indent(mapping=2, sequence=4, offset=2)  # the indentation of the stack files here
+    return yaml
+
+
+def set_keys(path: Path, keys: Mapping[str, Any]) -> None:
+    """Set `cluster-secrets:` keys in a stack file, keeping its comments and order (a round trip)."""
+    if not keys:
+        return
+    yaml = round_trip()
     document = yaml.load(path.read_text())
     for key, value in keys.items():
         document["config"][f"{PROJECT}:{key}"] = value

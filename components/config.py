@@ -455,7 +455,7 @@ class StackConfig(BaseModel):
             for component, key in CHART_VERSION_KEYS.items():
                 if component == "connect" and self.onepassword_access != "connect":
                     continue  # no Connect to install
-                if not getattr(self, _field_name(key)):
+                if not getattr(self, field_name(key)):
                     problems.append(
                         f"{PROJECT}:{key}: must be set (a stack pins its chart versions, or follows a primary "
                         "stack's with primaryStack)"
@@ -463,7 +463,7 @@ class StackConfig(BaseModel):
         problems += self._gitops_problems()
         problems += self._access_problems()
         for key, owned in OWNED_VALUES.items():
-            problems += [f"{PROJECT}:{key}: {line}" for line in owned_conflicts(getattr(self, _field_name(key)), owned)]
+            problems += [f"{PROJECT}:{key}: {line}" for line in owned_conflicts(getattr(self, field_name(key)), owned)]
         if problems:
             # Raised as a plain ValueError, pydantic would prefix it; ConfigError carries the lines as they are.
             raise ConfigError(_INVALID + "\n  ".join(problems))
@@ -534,9 +534,9 @@ class StackConfig(BaseModel):
     def following(self, inherited: Mapping[str, str]) -> "StackConfig":
         """This config with its empty chart versions taken from the primary stack's (by config key)."""
         update = {
-            _field_name(key): inherited.get(key, "")
+            field_name(key): inherited.get(key, "")
             for key in CHART_VERSION_KEYS.values()
-            if not getattr(self, _field_name(key))
+            if not getattr(self, field_name(key))
         }
         missing = [key for key, version in update.items() if not version]
         if missing:
@@ -577,7 +577,8 @@ FIELDS: dict[str, FieldInfo] = {info.alias or to_camel(name): info for name, inf
 KEYS = tuple(FIELDS)
 
 
-def _field_name(key: str) -> str:
+def field_name(key: str) -> str:
+    """The model's field of a config key (esoValues -> eso_values)."""
     return next(name for name, info in StackConfig.model_fields.items() if info.alias == key)
 
 
