@@ -26,6 +26,7 @@ from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS
 from components.argocd import ARGOCD_SECRET
 from components.config import load_config
 from components.errors import ConfigError
+from components.gitops import REPOSITORY_SECRET, ROOT_APPLICATION
 from components.kube import KEEP
 
 # FACTS: Connect's chart names its Deployment `connect.applicationName` (default onepassword-connect,
@@ -45,6 +46,8 @@ class Target:
     create_secret_mode: str  # argocdCreateSecret in the stack's config
     onepassword_access: str = "connect"  # onepasswordAccess: only `connect` installs a Connect to check
     connect_host: str = ""  # connectHost, with external-connect
+    gitops_repo_url: str = ""  # gitopsRepoURL: empty, no GitOps links
+    gitops_credentials_item: str = ""  # gitopsCredentialsItem: empty, a public repository
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,80 @@ def connect_line(cluster: Cluster, target: Target) -> Line:
     return check_deployment(cluster, "connect", target.connect_namespace, CONNECT_DEPLOYMENT, target.stack)
 
 
+ARGOCD_GROUP, ARGOCD_VERSION = "argoproj.io", "v1alpha1"
+# Argo CD compares an Application again at once when this annotation changes; `hard` skips its caches.
+ARGOCD_REFRESH = "argocd.argoproj.io/refresh"
+# What a refused login looks like in Argo CD's conditions: go-git's transport errors for 401 and 403
+# ("authentication required", "authorization failed") and the git CLI's "Authentication failed".
+_AUTH_REFUSED = re.compile(r"authentication required|authentication failed|authorization failed", re.IGNORECASE)
+
+
+def gitops_line(application: Obj | None, target: Target, ns: str) -> Line:
+    """The root Application as Argo CD's application controller reports it: its sync and health,
+    and how its last look at the repository went.
+
+    Argo CD keeps a repository's connection state in its API server's cache (redis), not in the
+    cluster; what the cluster shows is the Application's conditions, where the controller records a
+    failed fetch of the repository (a `ComparisonError`) and any other error (types ending in Error).
+    """
+    where = f"Application {ns}/{ROOT_APPLICATION} ({target.gitops_repo_url})"
+    up = f"./cluster-secrets up {target.stack}"
+    if application is None:
+        return Line("gitops", False, f"{where} not found. Fix: {up}")
+    status = application.get("status") or {}
+    describe = f"kubectl -n {ns} describe application {ROOT_APPLICATION}"
+    errors = [c for c in status.get("conditions") or [] if str(c.get("type", "")).endswith("Error")]
+    if errors:
+        why = "; ".join(f"{c.get('type')}: {c.get('message', '')}" for c in errors)
+        refresh = f"kubectl -n {ns} annotate application {ROOT_APPLICATION} {ARGOCD_REFRESH}=hard --overwrite"
+        if not _AUTH_REFUSED.search(why):
+            return Line("gitops", False, f"{where}: {why}. Fix: {describe}; then {refresh}")
+        if target.gitops_credentials_item:
+            fix = (
+                f"put the repository's current credentials in the 1Password item {target.gitops_credentials_item}, "
+                f"make ESO sync: kubectl -n {ns} annotate externalsecret {REPOSITORY_SECRET} "
+                f"{REFRESH_ANNOTATION}=$(date +%s) --overwrite; then {refresh}"
+            )
+        else:
+            fix = f"set gitopsCredentialsItem to an item with the repository's credentials, then {up}"
+        return Line("gitops", False, f"{where}: the repository refused the credentials ({why}). Fix: {fix}")
+    operation = status.get("operationState") or {}
+    if operation.get("phase") in ("Failed", "Error"):
+        return Line(
+            "gitops",
+            False,
+            f"{where}: the last sync {operation['phase']}: {operation.get('message', '')}. Fix: {describe}",
+        )
+    sync = (status.get("sync") or {}).get("status")
+    health = (status.get("health") or {}).get("status")
+    if not sync:
+        return Line(
+            "gitops",
+            False,
+            f"{where} has no status: no application controller has looked at it. Fix: kubectl -n {ns} get pods",
+        )
+    if sync != "Synced" or health != "Healthy":
+        return Line("gitops", False, f"{where} {sync}, {health or 'no health'}. Fix: wait for the sync, or {describe}")
+    revision = str((status.get("sync") or {}).get("revision") or "")[:12]
+    return Line("gitops", True, f"{where} Synced at {revision or 'an unknown revision'}, Healthy")
+
+
+def gitops_lines(cluster: Cluster, target: Target, ns: str, version: str | None, now: datetime) -> list[Line]:
+    """With GitOps: the repository Secret's ExternalSecret (when credentials come from 1Password),
+    then the root Application."""
+    if not target.gitops_repo_url:
+        return []
+    lines = []
+    if target.gitops_credentials_item and version is not None:
+        found = cluster.custom_object(ESO_GROUP, version, "externalsecrets", REPOSITORY_SECRET, ns)
+        where = f"ExternalSecret {ns}/{REPOSITORY_SECRET} ({ESO_GROUP}/{version})"
+        item = target.gitops_credentials_item
+        check = f"check the 1Password item {item}; kubectl -n {ns} describe externalsecret {REPOSITORY_SECRET}"
+        lines.append(_ready_line("gitops creds", where, found, check, f"./cluster-secrets up {target.stack}", now))
+    application = cluster.custom_object(ARGOCD_GROUP, ARGOCD_VERSION, "applications", ROOT_APPLICATION, ns)
+    return [*lines, gitops_line(application, target, ns)]
+
+
 def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster, now: datetime) -> list[Line]:
     """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`."""
     stack = target.stack
@@ -243,7 +320,7 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
     done = phase == converge.target_phase(target.create_secret_mode)
     lines.append(Line("hand-off", done, phase.value if done else f"{phase.value}. Fix: {up}"))
     lines.append(check_deployment(cluster, "argocd server", ns, ARGOCD_SERVER_DEPLOYMENT, stack))
-    return lines
+    return lines + gitops_lines(cluster, target, ns, version, now)
 
 
 def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:
@@ -281,6 +358,8 @@ def run(
                 config.argocd_create_secret,
                 config.onepassword_access,
                 config.connect_host,
+                config.gitops_repo_url,
+                config.gitops_credentials_item,
             ),
             cluster,
             clock(),

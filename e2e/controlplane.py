@@ -4,7 +4,8 @@ No container runs here, so a cluster is assembled from binaries built from Go mo
 `e2e/build-tools` into `$CLUSTER_SECRETS_E2E_CACHE/bin` (default `~/.cache/cluster-secrets-e2e/bin`):
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK (which plays the kubelet for
 one fake Node, see `kwok-stages.yaml`). Workloads that matter are run on the host instead of in
-Pods: the ESO controller and argocd-server talk to the API server through the cluster's kubeconfig.
+Pods: the ESO controller and Argo CD's server, repo-server and application controller talk to the
+API server through the cluster's kubeconfig.
 
     from e2e.controlplane import Cluster, binary, hosts_entry, serve_charts, start_eso
 
@@ -24,10 +25,11 @@ so clusters 0 and 1 run side by side and nothing touches 127.0.0.1:8879 (the cha
 
     etcd 2379 (client) 2380 (peer), kube-apiserver 6443, kube-controller-manager 10257,
     kube-scheduler 10259, ESO controller 8082 (health, when the version has --live-addr; metrics off),
-    redis-server 6379.
+    redis-server 6379, argocd-repo-server 8081 (metrics and health 8084).
 
-The one exception is argocd-server, at 127.0.0.1:(18080+i) with metrics at 127.0.0.1:(18090+i):
-its REST gateway dials its own gRPC side at `localhost:PORT`, so it must listen on 127.0.0.1.
+The exceptions: argocd-server, at 127.0.0.1:(18080+i) with metrics at 127.0.0.1:(18090+i) (its
+REST gateway dials its own gRPC side at `localhost:PORT`, so it must listen on 127.0.0.1), and
+argocd-application-controller's metrics and health on 0.0.0.0:(18100+i) (it binds every address).
 
 Inside the cluster: Services get ClusterIPs from 10.96.0.0/16 (nothing routes them: no kube-proxy),
 Pods get fake IPs from 10.244.0.0/16 (KWOK's --cidr), and the fake Node's InternalIP is
@@ -797,7 +799,12 @@ def start_eso(cluster: Cluster, version: str, *extra_args: str, ready_timeout: f
 
 
 def start_redis(cluster: Cluster) -> HostProcess:
-    """A throwaway redis-server (Debian's) on the cluster's address, port 6379, no persistence."""
+    """A throwaway redis-server (Debian's) on the cluster's address, port 6379, no persistence; the
+    one already running for `cluster` if there is one (Argo CD's server, repo-server and controller
+    share it, as the chart's Deployments share its redis)."""
+    running = [p for p in cluster.extras if p.name == "redis-server" and p.running]
+    if running:
+        return running[0]
     path = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(path, os.X_OK):
         raise Unavailable("redis-server is missing: run `apt-get install -y redis-server`")
@@ -839,12 +846,14 @@ def start_argocd_server(cluster: Cluster, namespace: str = "argocd", ready_timeo
 
     Plain HTTP (`--insecure`) at `.url` (http://127.0.0.1:18080+i); log in with
     `POST {url}/api/v1/session`. It needs `argocd-secret`, `argocd-cm` and Argo CD's CRDs in
-    `namespace` (the chart provides them); it exits at start without `argocd-secret`. Repo-server
-    and Dex are not run: logging in needs neither. The redis-server has no password, and the host
-    process gets no REDIS_PASSWORD (the chart's redis-secret-init Job only "completes" under KWOK).
+    `namespace` (the chart provides them); it exits at start without `argocd-secret`. Dex is not
+    run: logging in does not need it. The redis-server has no password, and the host process gets
+    no REDIS_PASSWORD (the chart's redis-secret-init Job only "completes" under KWOK). On start it
+    makes the AppProject `default` if it is missing (server/server.go, initializeDefaultProject),
+    which the application controller needs.
     """
     path = binary("argocd-server")
-    redis = start_redis(cluster)
+    start_redis(cluster)
     ip = cluster.ip
     port = 18080 + cluster.index
     url = f"http://127.0.0.1:{port}"
@@ -864,7 +873,7 @@ def start_argocd_server(cluster: Cluster, namespace: str = "argocd", ready_timeo
             f"--context={cluster.context}",
             f"--namespace={namespace}",
             f"--redis={ip}:6379",
-            f"--repo-server={ip}:8081",  # nothing listens there; only app operations would need it
+            f"--repo-server={ip}:{REPO_SERVER_PORT}",  # start_argocd_gitops runs one there
             "--loglevel=debug",
         ],
         cluster.log_dir,
@@ -873,12 +882,99 @@ def start_argocd_server(cluster: Cluster, namespace: str = "argocd", ready_timeo
         ready_timeout=ready_timeout,
     )
     process.url = url
+    return cluster.adopt(process.start())
+
+
+REPO_SERVER_PORT = 8081  # the chart's repoServer.containerPorts.server, on the cluster's address
+
+
+def start_argocd_gitops(cluster: Cluster, namespace: str = "argocd", ready_timeout: float = 120.0) -> list[HostProcess]:
+    """argocd-repo-server and argocd-application-controller for `cluster`, as host processes from
+    the argocd-server binary (a multi-call binary: ARGOCD_BINARY_NAME picks the command), sharing
+    the cluster's redis-server (start `start_argocd_server` first: it makes the AppProject).
+
+    As the argo-cd chart runs them (10.1.1 templates argocd-repo-server/deployment.yaml and
+    argocd-application-controller/statefulset.yaml: `--port=8081 --metrics-port=8084` and
+    `--metrics-port=8082`, one controller replica), with these differences:
+    - addresses: the repo-server on the cluster's address; the controller's metrics and health
+      listener binds 0.0.0.0 (controller/appcontroller.go), so it gets a port per cluster;
+    - the controller reaches the cluster through the kubeconfig: `ARGOCD_FAKE_IN_CLUSTER=true`
+      makes the in-cluster destination https://kubernetes.default.svc read `KUBECONFIG`
+      (pkg/apis/application/v1alpha1/types.go, RawRestConfig), as Argo CD's own Procfile runs it;
+    - the repo-server's GPG verification is off (`ARGOCD_GPG_ENABLED=false`; the chart keeps it on
+      with a keyring volume), and its TLS, SSH and ask-pass paths, HOME and TMPDIR are in the
+      cluster's workdir instead of the container's /app/config and /tmp;
+    - git runs `GIT_ASKPASS=argocd` for credentials (util/askpass/server.go), which the image puts
+      on PATH: here a link named `argocd` to the same binary, first on the repo-server's PATH.
+    TLS between them stays the chart's default: the repo-server makes a self-signed certificate,
+    the controller does not verify it.
+    """
+    path = binary("argocd-server")
+    redis = f"{cluster.ip}:6379"
+    home = cluster.workdir / "argocd-repo-server"
+    links = home / "bin"
+    links.mkdir(parents=True, exist_ok=True)
+    askpass = links / "argocd"
+    if not askpass.exists():
+        askpass.symlink_to(path)
+    for folder in ("tls", "ssh", "tmp"):
+        (home / folder).mkdir(exist_ok=True)
+    repo_metrics = f"http://{cluster.ip}:8084/healthz"
+    repo_server = HostProcess(
+        "argocd-repo-server",
+        [
+            path,
+            f"--address={cluster.ip}",
+            f"--port={REPO_SERVER_PORT}",
+            f"--metrics-address={cluster.ip}",
+            "--metrics-port=8084",
+            f"--redis={redis}",
+            "--loglevel=debug",
+        ],
+        cluster.log_dir,
+        env={
+            "ARGOCD_BINARY_NAME": "argocd-repo-server",
+            "ARGOCD_GPG_ENABLED": "false",
+            "ARGOCD_TLS_DATA_PATH": str(home / "tls"),
+            "ARGOCD_SSH_DATA_PATH": str(home / "ssh"),
+            "ARGOCD_ASK_PASS_SOCK": str(home / "ask-pass.sock"),
+            "HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            "PATH": f"{links}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        ready=lambda: http_get(repo_metrics)[0] == 200,
+        ready_timeout=ready_timeout,
+    )
+    controller_health = f"http://127.0.0.1:{18100 + cluster.index}/healthz"
+    controller = HostProcess(
+        "argocd-application-controller",
+        [
+            path,
+            f"--metrics-port={18100 + cluster.index}",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--context={cluster.context}",
+            f"--namespace={namespace}",
+            f"--redis={redis}",
+            f"--repo-server={cluster.ip}:{REPO_SERVER_PORT}",
+            "--loglevel=debug",
+        ],
+        cluster.log_dir,
+        env={
+            "ARGOCD_BINARY_NAME": "argocd-application-controller",
+            "ARGOCD_FAKE_IN_CLUSTER": "true",
+            "ARGOCD_CONTROLLER_REPLICAS": "1",
+            "KUBECONFIG": str(cluster.kubeconfig),
+        },
+        ready=lambda: http_get(controller_health)[0] == 200,
+        ready_timeout=ready_timeout,
+    )
+    started = [cluster.adopt(repo_server.start())]
     try:
-        cluster.adopt(process.start())
+        started.append(cluster.adopt(controller.start()))
     except BaseException:
-        redis.stop()
+        repo_server.stop()
         raise
-    return process
+    return started
 
 
 @contextlib.contextmanager

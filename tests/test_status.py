@@ -452,3 +452,100 @@ def test_the_adapter_reads_the_api_paths_of_each_object(tmp_path: Path):
     ]
     assert "not found" in lines[7].text  # argocd-server is not in the table: a 404 is None
     assert server.paths == [*objects, "/apis/apps/v1/namespaces/argocd/deployments/argocd-server"]
+
+
+REPO_URL = "https://git.example/homelab-gitops.git"
+GITOPS = Target("homelab", "onepassword", "eso", "auto", gitops_repo_url=REPO_URL, gitops_credentials_item="gitops-bot")
+ROOT_KEY = (status.ARGOCD_GROUP, status.ARGOCD_VERSION, "applications", "root", "argocd")
+REPOSITORY_KEY = (status.ESO_GROUP, "v1beta1", "externalsecrets", "gitops-repository", "argocd")
+
+
+def gitops_cluster(application_status: dict[str, Any] | None) -> FakeCluster:
+    """A healthy chain with GitOps: the repository's ExternalSecret Ready, `root` with this status."""
+    cluster = FakeCluster()
+    cluster.objects[REPOSITORY_KEY] = {"spec": {"refreshInterval": "1h"}, "status": {**ready("SecretSynced")}}
+    cluster.objects[ROOT_KEY] = {"status": application_status} if application_status is not None else {}
+    return cluster
+
+
+SYNCED = {"sync": {"status": "Synced", "revision": "0a3a6eea934b64f1c29c"}, "health": {"status": "Healthy"}}
+REFUSED = {
+    "sync": {"status": "Unknown"},
+    "health": {"status": "Healthy"},
+    "conditions": [
+        {
+            "type": "ComparisonError",
+            "message": "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
+            "code = Unknown desc = failed to list refs: authentication required: Unauthorized",
+        }
+    ],
+}
+
+
+def gitops_text(cluster: FakeCluster, target: Target = GITOPS) -> tuple[list[status.Line], str]:
+    lines = status.check_chain(healthy_outputs(), target, cluster, NOW)
+    return lines, "\n".join(map(str, lines))
+
+
+def test_gitops_adds_the_repository_credentials_and_the_root_application():
+    lines, text = gitops_text(gitops_cluster(SYNCED))
+    assert [line.link for line in lines][-2:] == ["gitops creds", "gitops"]
+    assert all(line.ok for line in lines), text
+    assert f"Application argocd/root ({REPO_URL}) Synced at 0a3a6eea934b, Healthy" in line_of(text, "gitops")
+    assert "ExternalSecret argocd/gitops-repository" in line_of(text, "gitops creds")
+    # Without credentials from 1Password there is no ExternalSecret to check; without a URL, no GitOps.
+    lines, _ = gitops_text(
+        gitops_cluster(SYNCED), Target("homelab", "onepassword", "eso", "auto", gitops_repo_url=REPO_URL)
+    )
+    assert [line.link for line in lines][-2:] == ["argocd server", "gitops"]
+    lines, _ = gitops_text(gitops_cluster(SYNCED), TARGET)
+    assert lines[-1].link == "argocd server"
+
+
+def test_refused_credentials_name_the_repository_the_item_and_the_refresh():
+    lines, text = gitops_text(gitops_cluster(REFUSED))
+    line = line_of(text, "gitops")
+    assert state_of(line) == "BROKEN"
+    assert f"Application argocd/root ({REPO_URL}): the repository refused the credentials" in line
+    assert "authentication required" in line
+    assert "in the 1Password item gitops-bot" in line
+    assert "annotate externalsecret gitops-repository cluster-secrets.io/refreshed-at=$(date +%s) --overwrite" in line
+    assert "annotate application root argocd.argoproj.io/refresh=hard --overwrite" in line
+    # A public repository (no credentials item) that asks for a login: the fix is to give it one.
+    lines, text = gitops_text(
+        gitops_cluster(REFUSED), Target("homelab", "onepassword", "eso", "auto", gitops_repo_url=REPO_URL)
+    )
+    assert "set gitopsCredentialsItem" in line_of(text, "gitops")
+
+
+@pytest.mark.parametrize(
+    ("application_status", "expected"),
+    [
+        (None, "not found"),
+        ({}, "has no status: no application controller has looked at it"),
+        ({"sync": {"status": "OutOfSync"}, "health": {"status": "Progressing"}}, "OutOfSync, Progressing"),
+        ({**SYNCED, "health": {"status": "Degraded"}}, "Synced, Degraded"),
+        (
+            {**SYNCED, "operationState": {"phase": "Failed", "message": "one or more objects failed to apply"}},
+            "the last sync Failed: one or more objects failed to apply",
+        ),
+        (
+            {**SYNCED, "conditions": [{"type": "InvalidSpecError", "message": "app path does not exist"}]},
+            "InvalidSpecError: app path does not exist. Fix: kubectl -n argocd describe application root",
+        ),
+    ],
+)
+def test_a_root_application_not_synced_and_healthy_is_broken(application_status, expected):
+    cluster = gitops_cluster(application_status)
+    if application_status is None:
+        cluster.objects.pop(ROOT_KEY)
+    lines, text = gitops_text(cluster)
+    line = line_of(text, "gitops")
+    assert state_of(line) == "BROKEN"
+    assert expected in line, line
+
+
+def test_a_warning_condition_does_not_break_the_link():
+    warned = {**SYNCED, "conditions": [{"type": "OrphanedResourceWarning", "message": "1 orphaned resource"}]}
+    lines, text = gitops_text(gitops_cluster(warned))
+    assert state_of(line_of(text, "gitops")) == "OK", text
