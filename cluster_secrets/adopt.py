@@ -263,7 +263,7 @@ def run(
 ) -> int:
     config = deploy.check_stack_file(project_dir, stack_name, "up")
     assert config is not None
-    stack = deploy.open_stack(project_dir, stack_name, environ, say)
+    stack = deploy.open_for_run(project_dir, stack_name, environ, say)
     state = preflight.StateFile(stack)
     deployment = state.export().get("deployment")
     evaluation = desired.evaluate_stack(project_dir, stack_name)

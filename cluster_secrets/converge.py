@@ -20,6 +20,7 @@ EXIT_FAILED = 1  # a Pulumi operation failed
 EXIT_USAGE = 2  # bad arguments or environment (a missing passphrase, an unknown stack file)
 EXIT_NOT_CONVERGED = 3  # a run made no progress, or MAX_RUNS were not enough
 EXIT_NO_CLI = 127  # no Pulumi CLI on PATH
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
 
 
 class Phase(Enum):

@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
-from cluster_secrets import converge, preflight, synced
+from cluster_secrets import converge, preflight, recovery, synced
 from cluster_secrets.charts import ChartError
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Cluster, ClusterError, KubeCluster, eso_version, kubeconfig_file
@@ -138,6 +138,57 @@ def open_stack(
         raise UsageError(f"stack {stack} does not exist in {backend.url}: run ./cluster-secrets up {stack}.") from None
 
 
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C or SIGTERM: exit code 130, with the state it left and how to go on."""
+
+
+def open_for_run(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print) -> auto.Stack:
+    """The stack, for a run that changes it: a lock left by a killed run of this machine is cleared,
+    and a run that holds the stack stops this one before anything is read or changed."""
+    stack = open_stack(project_dir, stack_name, environ, say)
+    recovery.check_unlocked(choose_backend(project_dir, environ).url, stack_name, say)
+    return stack
+
+
+def interrupted_report(stack: auto.Stack, command: str) -> str:
+    """What an interrupted run left: the state's size, its unfinished operations, the hand-off phase."""
+    deployment = preflight.StateFile(stack).export().get("deployment") or {}
+    pending = recovery.pending_operations(deployment)
+    phase = converge.phase_of(plain_outputs(stack.outputs()))
+    left = recovery.pending_message(stack.name, pending) if pending else "Nothing was left unfinished."
+    return (
+        f"Interrupted: `{command}` of stack {stack.name} stopped; Pulumi recorded what it had done "
+        f"({len(deployment.get('resources') or [])} resources in the state). {left}\n"
+        f"Hand-off phase: {phase.value} (an interrupted run never advances it).\n"
+        f"Continue with: ./cluster-secrets {command} {stack.name}"
+        + (" (it settles the unfinished operations first)" if pending and command == "up" else "")
+    )
+
+
+T = TypeVar("T")
+
+
+def pulumi_run(stack: auto.Stack, command: str, progress: "Progress", call: Callable[..., T]) -> T:
+    """One Automation API call (`call(on_event=...)`) that a Ctrl-C cancels gracefully (recovery.py);
+    a lock held by another run and an interruption become the tool's own errors."""
+    with recovery.pulumi_cancels_gracefully(progress.say) as interrupts:
+
+        def on_event(event: auto.EngineEvent) -> None:
+            interrupts.seen(event)
+            progress(event)
+
+        try:
+            return call(on_event=on_event)
+        except auto.CommandError as error:
+            if recovery.is_locked_error(error):
+                backend = stack.workspace.env_vars.get("PULUMI_BACKEND_URL", "")
+                locks = recovery.stack_locks(backend, stack.name)
+                raise UsageError(recovery.locked_message(stack.name, backend, locks)) from None
+            if interrupts.count:
+                raise Interrupted(interrupted_report(stack, command)) from None
+            raise
+
+
 def plain_outputs(output_map: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
     return {name: output.value for name, output in output_map.items()}
 
@@ -186,7 +237,7 @@ def up(
     """`pulumi up`, repeated until the Argo CD hand-off is complete (at most MAX_RUNS runs), then
     confirmed in the cluster."""
     mode = config.argocd_create_secret
-    stack = open_stack(project_dir, stack_name, environ, say)
+    stack = open_for_run(project_dir, stack_name, environ, say)
     checks.preflight(stack, config, "up", environ, say)
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
@@ -195,7 +246,7 @@ def up(
     while True:
         progress.step = f"run {len(runs) + 1} from {before.name.lower().replace('_', ' ')}"
         started = time.monotonic()
-        result = stack.up(on_event=progress)
+        result = pulumi_run(stack, "up", progress, stack.up)
         stack_outputs = plain_outputs(result.outputs)
         after = converge.phase_of(stack_outputs)
         runs.append(converge.RunReport(time.monotonic() - started, result.summary.resource_changes or {}, after))
@@ -214,17 +265,17 @@ def up(
 def preview(
     project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, config: StackConfig, checks: Checks
 ) -> int:
-    stack = open_stack(project_dir, stack_name, environ, say)
+    stack = open_for_run(project_dir, stack_name, environ, say)
     checks.preflight(stack, config, "preview", environ, say)
-    result = stack.preview(on_event=Progress(say, "preview"))
+    result = pulumi_run(stack, "preview", Progress(say, "preview"), stack.preview)
     say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
     return converge.EXIT_OK
 
 
 def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, checks: Checks) -> int:
-    stack = open_stack(project_dir, stack_name, environ, say)
+    stack = open_for_run(project_dir, stack_name, environ, say)
     checks.preflight(stack, None, "destroy", environ, say)
-    result = stack.destroy(on_event=Progress(say, "destroy"))
+    result = pulumi_run(stack, "destroy", Progress(say, "destroy"), stack.destroy)
     say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
     say(
         "The CRDs stay in the cluster on purpose: ESO's and Argo CD's (helm.sh/resource-policy: keep) and "
@@ -245,6 +296,9 @@ def guarded(command: str, action: Callable[[], int], complain: Print | None = No
     except CliMissing as error:
         complain(f"error: {error}")
         return converge.EXIT_NO_CLI
+    except Interrupted as error:
+        complain(str(error))
+        return converge.EXIT_INTERRUPTED
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")
         return converge.EXIT_FAILED

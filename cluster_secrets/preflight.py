@@ -26,11 +26,11 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import charts, desired
+from cluster_secrets import charts, desired, recovery
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
-from cluster_secrets.takeover import HELM_RELEASE, ITEM, conflict_message, discover
+from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, conflict_message, discover
 from components.config import StackConfig
 
 Print = Callable[[str], None]
@@ -89,6 +89,28 @@ def without(deployment: Mapping[str, Any], urns: set[str]) -> dict[str, Any]:
     return result
 
 
+def created_by(pending: Sequence[recovery.Pending], found: Sequence[Found]) -> dict[str, str]:
+    """URN -> provider ID of what an interrupted create made: the pending creates whose object or item
+    exists (found outside the state by takeover.discover, with nobody else owning it)."""
+    creates = {(op.name, op.type): op.urn for op in pending if op.operation == "creating"}
+    return {
+        creates[(f.wanted.name, f.wanted.type)]: f.import_id
+        for f in found
+        if (f.wanted.name, f.wanted.type) in creates and not f.blocker
+    }
+
+
+def settling_message(pending: Sequence[recovery.Pending], created: Mapping[str, str]) -> str:
+    imported = [op.name for op in pending if op.urn in created]
+    cleared = [op.name for op in pending if op.operation == "creating" and op.urn not in created]
+    return (
+        "Settling them before up with `pulumi refresh`: it reads every resource again"
+        + (f", takes in what the interrupted creates made ({', '.join(imported)})" if imported else "")
+        + (f", and forgets the creates that made nothing ({', '.join(cleared)})" if cleared else "")
+        + "."
+    )
+
+
 class StateFile:
     """The stack's state as `pulumi stack export` and `import` move it: secrets stay ciphertext (the
     Automation API's export_stack decrypts them, and its import_stack writes them to a file in clear)."""
@@ -113,6 +135,10 @@ class StateFile:
             with open(path, "w", encoding="utf-8") as file:
                 json.dump({"resources": resources}, file)
             self._run("import", "--file", path, "--yes", "--skip-preview", "--generate-code=false", "--protect=false")
+
+    def refresh(self, arguments: Sequence[str]) -> None:
+        """`pulumi refresh` of the whole stack (every resource read again from its provider)."""
+        self._run("refresh", "--yes", "--skip-preview", *arguments)
 
     def replace(self, exported: Mapping[str, Any], urns: set[str]) -> None:
         """Import `exported` without the resources `urns`."""
@@ -142,6 +168,9 @@ def check(
     state = StateFile(stack)
     exported = state.export()
     deployment = exported.get("deployment")
+    pending = recovery.pending_operations(deployment)
+    if pending:
+        say(recovery.pending_message(stack.name, pending))
     items = state_items(deployment)
     looks = config is not None and command != "destroy"  # for what exists already
     owns_items = config is not None and not config.share_argocd_admin
@@ -165,6 +194,18 @@ def check(
         try:
             api = cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
             found = discover(config, registrations, deployment, api, listed.get(working, []), working)
+            if pending:
+                created = created_by(pending, found)
+                if command == "up":
+                    say(settling_message(pending, created))
+                    state.refresh(recovery.refresh_arguments(pending, created))
+                    exported = state.export()
+                    deployment = exported.get("deployment")
+                    items = state_items(deployment)
+                    found = discover(config, registrations, deployment, api, listed.get(working, []), working)
+                else:
+                    say(f"`./cluster-secrets up {stack.name}` settles them before it changes anything.")
+                    found = [f for f in found if f.wanted.name not in {op.name for op in pending}]
         except ClusterError as error:
             raise ClusterError(f"before {command}, reading the cluster: {error}") from None
         if found:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ FAULTS_VAULT = "E2EFaults"  # the fault scenario's own working vault (its items 
 ADOPT_VAULT = "E2EAdopt"  # the adopt scenario's working vault, with the items the reference steps make
 ADOPT_ARGOCD_VAULT = "E2EAdoptArgo"  # the same, for its variant with an Argo CD Application
 EXTERNAL_VAULT = "E2EExternal"  # the external-connect scenario's working vault
+WRONG_VAULT = "E2EWrong"  # the working vault of the scenario of runs that go wrong
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -95,6 +97,7 @@ def connect() -> Iterator[Connect]:
         standin.add_vault(ADOPT_VAULT)
         standin.add_vault(ADOPT_ARGOCD_VAULT)
         standin.add_vault(EXTERNAL_VAULT)
+        standin.add_vault(WRONG_VAULT)
         tokens[harness.PULUMI_CLIENT] = pulumi_token = secrets.token_urlsafe(24)
         standin.tokens[pulumi_token] = harness.PULUMI_CLIENT
         yield Connect(standin, tokens)
@@ -109,10 +112,15 @@ class Deployment:
         self.converged = False  # set by scenario a: later scenarios build on it
 
     def tool(
-        self, command: str, label: str, on_line: Callable[[str], None] | None = None, extra: Sequence[str] = ()
+        self,
+        command: str,
+        label: str,
+        on_line: Callable[[str], None] | None = None,
+        extra: Sequence[str] = (),
+        interrupt: tuple[str, signal.Signals, float] | None = None,
     ) -> Run:
         counts = self.connect.pulumi_counts
-        return harness.run_tool(self.project, command, self.stack, self.env, counts, label, on_line, extra)
+        return harness.run_tool(self.project, command, self.stack, self.env, counts, label, on_line, extra, interrupt)
 
     def outputs(self) -> dict[str, Any]:
         return harness.stack_outputs(self.project, self.stack, self.env)

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -253,9 +254,15 @@ def run_tool(
     label: str,
     on_line: Callable[[str], None] | None = None,
     extra: Sequence[str] = (),
+    interrupt: tuple[str, signal.Signals, float] | None = None,
 ) -> Run:
     """`./cluster-secrets COMMAND STACK` in the project copy, its output streamed with a prefix
-    (and handed to `on_line`, which a scenario uses to act between two runs of one `up`)."""
+    (and handed to `on_line`, which a scenario uses to act between two runs of one `up`).
+
+    The tool runs in a process group of its own, as a terminal runs a job. With `interrupt` (text,
+    signal, seconds), that many seconds after the first line holding the text the signal goes to the
+    whole group, as a terminal's Ctrl-C does (SIGINT) or as a job killed outright is (SIGKILL): the
+    tool, Pulumi and its plugins."""
     before = counts()
     started = time.monotonic()
     print(f"\n--- {label}: ./cluster-secrets {command} {stack} {' '.join(extra)}", flush=True)
@@ -266,14 +273,24 @@ def run_tool(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     assert process.stdout is not None
     lines = []
-    for line in process.stdout:
-        lines.append(line)
-        print(f"    {line}", end="", flush=True)
-        if on_line is not None:
-            on_line(line)
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            print(f"    {line}", end="", flush=True)
+            if on_line is not None:
+                on_line(line)
+            if interrupt is not None and interrupt[0] in line:
+                text, sig, delay = interrupt
+                print(f"    >>> in {delay:.0f}s the suite sends {sig.name} to the tool's process group", flush=True)
+                threading.Timer(delay, os.killpg, (process.pid, sig)).start()
+                interrupt = None
+    except BaseException:
+        os.killpg(process.pid, signal.SIGTERM)  # the suite is stopping: so does the tool, in its own group
+        raise
     code = process.wait()
     seconds = time.monotonic() - started
     requests = counts() - before

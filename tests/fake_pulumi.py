@@ -125,7 +125,9 @@ def main(raw: list[str]) -> None:
     elif args[:2] == ["stack", "init"]:
         stacks[args[2]] = {"outputs": {}, "history": [], "resources": []}
     elif args[:2] == ["stack", "export"]:
-        print(json.dumps({"version": 3, "deployment": {"resources": stacks[stack_name]["resources"]}}))
+        stack = stacks[stack_name]
+        deployment = {"resources": stack["resources"], "pending_operations": stack.get("pending_operations", [])}
+        print(json.dumps({"version": 3, "deployment": deployment}))
     elif args[:2] == ["stack", "import"]:
         imported = json.loads(Path(str(option(args, "--file"))).read_text())
         stacks[stack_name]["resources"] = imported["deployment"]["resources"]
@@ -153,6 +155,15 @@ def main(raw: list[str]) -> None:
     elif args[0] == "preview":
         write_events(args, {"update": 1, "same": 19})
         print(f"Previewing update ({stack_name}): done")
+    elif args[0] == "refresh":
+        # What the tool uses of it: pending creates imported by [URN ID] (each word after its flag), the
+        # rest cleared; every other pending operation settled by the refresh itself.
+        stack = stacks[stack_name]
+        words = [args[i + 1] for i, arg in enumerate(args) if arg == "--import-pending-creates"]
+        for urn, resource_id in zip(words[::2], words[1::2], strict=True):
+            (op,) = [op for op in stack.get("pending_operations", []) if op["resource"]["urn"] == urn]
+            stack["resources"].append({**op["resource"], "id": resource_id})
+        stack["pending_operations"] = []
     elif args[0] == "destroy":
         stack = stacks[stack_name]
         stack["outputs"], stack["resources"] = {}, []

@@ -1,0 +1,113 @@
+"""Scenario n: runs that go wrong, on a stack of its own (`e2e-wrong`, cluster 6, its own vault).
+
+- An `up` interrupted during the first run's Helm install, during the wait on the ExternalSecret
+  argocd-secret (ESO held stopped, so the wait lasts), and during the second run's upgrade of the Argo
+  CD release: each with SIGINT to the tool's process group (a terminal's Ctrl-C) and separately with
+  SIGKILL to it (the job killed outright: the tool, Pulumi and its plugins). After SIGINT the tool
+  says what state the stack is in and the command that continues (exit 130); after SIGKILL the run's
+  lock and its unfinished operations stay behind. Either way the next `up` converges with no hand
+  edit of the state (cluster_secrets/recovery.py, preflight.py), the hand-off never advances on the
+  interrupted run, and argocd-secret, once it exists, is never deleted.
+- Two `up`s at once: the second stops at once naming the lock and how to clear a stale one; the
+  first converges, and the stack is whole afterwards (a preview changes nothing).
+"""
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster_secrets import recovery
+from cluster_secrets.converge import Phase, phase_of
+from e2e.conftest import WRONG_VAULT, Connect, Deployment, SecretWatch, deployment
+from e2e.controlplane import wait_until
+from e2e.harness import FIGURES, Run
+
+ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
+HELM_INSTALL = "create kubernetes:helm.sh/v3:Release"
+ES_WAIT = "create kubernetes:external-secrets.io/v1beta1:ExternalSecret argocd-external-secret"
+ARGOCD_UPGRADE = "run 2 from synced: update kubernetes:helm.sh/v3:Release argocd-release"
+SIGNALS = [signal.SIGINT, signal.SIGKILL]
+ESO_CLIENT = "eso-e2e"  # the Connect stand-in's name for this stack's ESO (homelab's Connect server)
+
+
+@pytest.fixture(scope="module")
+def wrong(workdir: Path, charts: str, connect: Connect, project: tuple[Path, dict[str, str]]) -> Iterator[Deployment]:
+    settings = {"workingVault": WRONG_VAULT, "storeVaults": {WRONG_VAULT: 1}}
+    with deployment("e2e-wrong", 6, "homelab", workdir, charts, connect, project, **settings) as result:
+        yield result
+
+
+def fresh(stack: Deployment) -> None:
+    """Nothing deployed: whatever an earlier test left is destroyed (a stack never deployed, at once)."""
+    run = stack.tool("destroy", "n: destroy, for a fresh start", extra=["--yes"])
+    assert run.code == 0, "destroy failed (its output is above)"
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    ("where", "line", "delay", "eso_late"),
+    [
+        ("during the first Helm install", HELM_INSTALL, 0, False),
+        # ESO's Connect serving the new items a minute late: the ExternalSecret cannot turn Ready yet
+        # (the store can: it only lists vaults), so `up` waits on it.
+        ("during the ExternalSecret's wait", ES_WAIT, 5, True),
+        ("during the second run's Argo CD upgrade", ARGOCD_UPGRADE, 0, False),
+    ],
+    ids=["helm-install", "external-secret-wait", "argocd-upgrade"],
+)
+def test_an_interrupted_up_is_continued_by_the_next_up(
+    wrong: Deployment, connect: Connect, sig: signal.Signals, where: str, line: str, delay: float, eso_late: bool
+) -> None:
+    fresh(wrong)
+    watch = SecretWatch(wrong.cluster)  # from before argocd-secret exists: it may be added, never deleted
+    standin = connect.standin
+    if eso_late:
+        standin.set_sync_delay(60, client=ESO_CLIENT)
+    try:
+        run = wrong.tool("up", f"n: up, {sig.name} {where}", interrupt=(line, sig, delay))
+        interrupted_outputs = wrong.outputs()
+    finally:
+        standin.set_sync_delay(standin.sync_delay, client=ESO_CLIENT)
+    assert line in run.output, f"the run never got {where}"
+    if sig == signal.SIGINT:
+        assert run.code == 130, f"an interrupted up exited {run.code}"
+        assert "Interrupted: `up` of stack e2e-wrong stopped" in run.output
+        assert "Hand-off phase:" in run.output
+        assert "Continue with: ./cluster-secrets up e2e-wrong" in run.output
+    else:
+        assert run.code == -signal.SIGKILL, f"a killed up exited {run.code}"
+    # The hand-off never advances on an interrupted run: the phase is the one the last finished run left.
+    expected = Phase.SYNCED if line == ARGOCD_UPGRADE else Phase.NEW
+    assert phase_of(interrupted_outputs) == expected, "the hand-off advanced on an interrupted run"
+
+    recovered = wrong.tool("up", f"n: up after {sig.name} {where}")
+    assert recovered.code == 0, f"up after {sig.name} {where} did not converge (its output is above)"
+    FIGURES.note(f"n: {sig.name} {where}: the next up converged in {recovered.seconds:.0f}s")
+    assert phase_of(wrong.outputs()) == Phase.HANDED_OVER
+    assert recovery.stack_locks(wrong.env["PULUMI_BACKEND_URL"], wrong.stack) == [], "a lock was left"
+    assert wrong.get(ARGOCD_SECRET) is not None
+    events = watch.stop()
+    assert "DELETED" not in events, f"argocd-secret was deleted: {events}"
+    check = wrong.tool("preview", f"n: preview after {sig.name} {where}")
+    assert check.code == 0 and "Preview of e2e-wrong: no changes." in check.output, "the stack is not whole"
+
+
+def test_a_second_up_at_the_same_time_stops_at_once_naming_the_lock(wrong: Deployment) -> None:
+    backend = wrong.env["PULUMI_BACKEND_URL"]
+    first: list[Run] = []
+    thread = threading.Thread(target=lambda: first.append(wrong.tool("up", "n: the first of two ups")))
+    thread.start()
+    wait_until(lambda: recovery.stack_locks(backend, wrong.stack), 120, "the first up to lock the stack")
+    second = wrong.tool("up", "n: a second up at the same time")
+    thread.join(600)
+    assert second.code == 2, f"the second up exited {second.code}"
+    assert second.seconds < 15, f"the second up took {second.seconds:.0f}s to stop"
+    assert "Stack e2e-wrong is locked: another run" in second.output
+    assert "pulumi cancel --stack e2e-wrong --yes" in second.output
+    assert ".pulumi/locks/organization/cluster-secrets/e2e-wrong/" in second.output
+    assert first and first[0].code == 0, "the first up failed (its output is above)"
+    check = wrong.tool("preview", "n: preview after two ups")
+    assert check.code == 0 and "Preview of e2e-wrong: no changes." in check.output
