@@ -102,7 +102,9 @@ def plan_command(args: argparse.Namespace) -> int:
         ]
         if args.charts:
             options += ["--charts", str(args.charts.resolve())]
-        text = review.diff_against(args.program_dir, args.diff, args.stack, text, options)
+        text = review.diff_against(
+            args.program_dir, args.diff, args.stack, text, options, lambda warning: complain(f"warning: {warning}")
+        )
     if args.output:
         args.output.write_text(text)
     else:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import charts, desired, recovery
+from cluster_secrets import charts, desired, recovery, upgrade_guard
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
@@ -151,6 +151,22 @@ class StateFile:
             os.remove(file.name)
 
 
+def check_upgrade(
+    stack: str, config: StackConfig, releases: Sequence[Mapping[str, Any]], live: upgrade_guard.LiveEso, say: Print
+) -> None:
+    """The upgrade guard (upgrade_guard.py) on the ESO chart the stack would install: warns of skipped
+    minors, and raises UsageError naming the key and the path when the bump needs a step first."""
+    target = next((chart.version for chart in charts.pinned(releases) if chart.chart == "external-secrets"), "")
+    if not target:
+        return
+    for warning in upgrade_guard.minor_step_warnings(live.chart, target, upgrade_guard.ESO_KEY):
+        say(f"warning: {warning}")
+    found = upgrade_guard.problems(live, target, upgrade_guard.ESO_KEY)
+    if found:
+        followed = "" if config.eso_chart_version else config.primary_stack
+        raise UsageError(upgrade_guard.stop_message(stack, found, followed))
+
+
 def check(
     stack: auto.Stack,
     config: StackConfig | None,
@@ -163,8 +179,9 @@ def check(
 ) -> None:
     """The preflight of `command` (up, preview or destroy; `config` is None for a destroy, which reads
     only the state) on `stack`. Raises UsageError when the stack would create what exists already
-    (takeover.py), OnePasswordError or ClusterError when 1Password or the cluster cannot be read;
-    takes items deleted by hand out of the state (not on preview)."""
+    (takeover.py) or when its ESO chart bump needs a step first (upgrade_guard.py), OnePasswordError or
+    ClusterError when 1Password or the cluster cannot be read; takes items deleted by hand out of the
+    state (not on preview)."""
     state = StateFile(stack)
     exported = state.export()
     deployment = exported.get("deployment")
@@ -206,10 +223,12 @@ def check(
                 else:
                     say(f"`./cluster-secrets up {stack.name}` settles them before it changes anything.")
                     found = [f for f in found if f.wanted.name not in {op.name for op in pending}]
+            live_eso = upgrade_guard.read_live(api, config.eso_namespace)
         except ClusterError as error:
             raise ClusterError(f"before {command}, reading the cluster: {error}") from None
         if found:
             raise UsageError(conflict_message(stack.name, found))
+        check_upgrade(stack.name, config, releases, live_eso, say)
     deleted = deleted_items(items, listed)
     if deleted:
         say(deleted_message(deleted, command))

@@ -191,8 +191,10 @@ def pulumi_cancels_gracefully(say: Print, forward_after: float = 2.0) -> Iterato
     pipes of the `pulumi` CLI the Automation API reads, which kills it in the middle of an operation
     and leaves it pending (and the stack locked). Pulumi itself cancels gracefully on the first signal
     (its providers end the operations in flight, pulumi-kubernetes by cancelling their requests, and
-    it records what they did) and stops at once on the second (pkg/backend/cancellation_scope.go). A Ctrl-C in a terminal reaches it already; a signal sent to
-    this process alone is passed on when Pulumi has not said it is cancelling within two seconds."""
+    it records what they did) and stops at once on the second (pkg/backend/cancellation_scope.go).
+    A Ctrl-C in a terminal reaches it already (the terminal signals the whole foreground group); a
+    signal sent to this process alone is passed on when Pulumi has not said it is cancelling within
+    two seconds."""
     interrupts = Interrupts()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 

@@ -8,11 +8,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
-from cluster_secrets import plan
+import yaml
+
+from cluster_secrets import plan, upgrade_guard
 from cluster_secrets.errors import UsageError
+from components import outputs
 
 TOOL_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +39,21 @@ def plan_in_subprocess(program_dir: Path, stack: str, options: list[str]) -> str
     return result.stdout
 
 
-def diff_against(repository: Path, ref: str, stack: str, head: str, options: list[str]) -> str:
-    """A PR comment section: how the plan of `stack` (`head`, planned with `options`) differs from REF's."""
+def upgrade_warnings(base: str, head: str) -> list[str]:
+    """The upgrade guard's warnings about the ESO chart's jump from the base plan to the head plan: offline,
+    the pinned versions are all there is to go by (`preview` checks the live cluster)."""
+    versions = [
+        ((yaml.safe_load(text) or {}).get("outputs") or {}).get(outputs.CHART_VERSIONS) or {} for text in (base, head)
+    ]
+    base_eso, head_eso = (str(v.get("externalSecrets") or "") for v in versions)
+    return upgrade_guard.jump_warnings(base_eso, head_eso, upgrade_guard.ESO_KEY)
+
+
+def diff_against(
+    repository: Path, ref: str, stack: str, head: str, options: list[str], warn: Callable[[str], None]
+) -> str:
+    """A PR comment section: how the plan of `stack` (`head`, planned with `options`) differs from REF's,
+    with the upgrade guard's warnings (also handed to `warn`)."""
     with tempfile.TemporaryDirectory() as base_dir:
         export_tree(repository, ref, Path(base_dir))
         stack_existed = (Path(base_dir) / f"Pulumi.{stack}.yaml").exists()
@@ -45,6 +62,9 @@ def diff_against(repository: Path, ref: str, stack: str, head: str, options: lis
     lines = [f"#### Stack `{stack}`", ""]
     lines.append(f"- base `{ref}`: " + (base.splitlines()[0].removeprefix("# ") if base else "no such stack"))
     lines.append("- head: " + head.splitlines()[0].removeprefix("# "))
+    for warning in upgrade_warnings(base, head):
+        warn(warning)
+        lines.append(f"- warning: {warning}")
     lines.append("")
     lines += ["```diff", changes.rstrip("\n"), "```"] if changes else ["No change to the desired state."]
     return "\n".join(lines) + "\n"

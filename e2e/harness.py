@@ -455,3 +455,11 @@ def upgrade_eso_version() -> str | None:
         if os.access(BIN / f"external-secrets-v{version}", os.X_OK):
             return version
     return None
+
+
+def eso_upgrade_path() -> list[str] | None:
+    """The ESO versions a cluster on 0.12.1 goes through, as the upgrade guard allows (0.16.2 first, the
+    one series serving v1beta1 and v1; then 2.9.0 where its controller was built); None without 0.16.2."""
+    if not os.access(BIN / "external-secrets-v0.16.2", os.X_OK):
+        return None
+    return ["0.16.2"] + (["2.9.0"] if os.access(BIN / "external-secrets-v2.9.0", os.X_OK) else [])

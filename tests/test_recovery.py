@@ -176,7 +176,7 @@ def test_a_lock_pulumi_reports_mid_run_becomes_the_tools_message():
         raise auto.CommandError(auto.CommandResult("", "error: the stack is currently locked by 1 lock(s).", 255))
 
     with pytest.raises(UsageError, match="Stack homelab is locked: another run"):
-        deploy.pulumi_run(FakeStack(), "up", deploy.Progress(print, "run 1"), locked)  # type: ignore[arg-type]
+        deploy.pulumi_run(FakeStack(), "up", deploy.Progress(print, "run 1"), locked)
 
 
 def test_ctrl_c_while_pulumi_runs_does_not_end_the_tool_and_is_reported():
@@ -201,7 +201,7 @@ def test_an_interrupted_run_reports_the_state_and_the_command_that_continues(mon
         def outputs(self) -> dict:
             return {}
 
-    report = deploy.interrupted_report(Stack(), "up")  # type: ignore[arg-type]
+    report = deploy.interrupted_report(Stack(), "up")
     assert "Interrupted: `up` of stack homelab stopped; Pulumi recorded what it had done (3 resources" in report
     assert "creating random:x argocd-admin-password" in report
     assert f"Hand-off phase: {converge.Phase.NEW.value} (an interrupted run never advances it)." in report
