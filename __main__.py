@@ -109,7 +109,7 @@ gitops = (
 pulumi.export(outputs.CONNECT_HOST, connect_host or "")
 pulumi.export(outputs.SECRET_STORE_NAME, external_secrets.store_name)
 pulumi.export(outputs.ARGOCD_NAMESPACE, argocd.namespace)
-pulumi.export(outputs.ARGOCD_CREATE_SECRET, handoff.create_secret)
+pulumi.export(outputs.ARGOCD_CREATE_SECRET, argocd.create_secret)
 pulumi.export(outputs.ARGOCD_SECRET_SYNCED, argocd.secret_synced)
 pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD, argocd.admin.admin_password)
 pulumi.export(outputs.ARGOCD_ADMIN_PASSWORD_MTIME, argocd.admin.password_mtime)

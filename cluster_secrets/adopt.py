@@ -28,7 +28,6 @@ objects no release owns.
 """
 
 import contextlib
-import importlib.metadata
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -75,16 +74,6 @@ class Plan:
     stack_keys: dict[str, Any]  # cluster-secrets keys adopt writes into the stack file
     keep_argocd_secret: bool  # argocd-secret lacks the keep annotation
     unreleased: list[str]  # logical names of releases whose objects no release owns (Argo CD made them)
-
-
-def plugin_of(distribution: str) -> dict[str, str]:
-    """The version and download URL the program's SDK asks for its plugin (its pulumi-plugin.json),
-    so that an imported resource gets the same default provider as the program's."""
-    files = importlib.metadata.distribution(distribution).files or []
-    plugin = next(f for f in files if f.name == "pulumi-plugin.json")
-    server = json.loads(plugin.read_text()).get("server", "")
-    version = importlib.metadata.version(distribution)
-    return {"version": version, **({"pluginDownloadUrl": server} if server else {})}
 
 
 def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config: StackConfig) -> list[str]:
@@ -204,7 +193,7 @@ def import_resources(
         {"type": by_name[name].type, "name": name, "component": True} for name in sorted(parents)
     ]
     provider = next(r for r in registrations if r.type == "pulumi:providers:kubernetes")
-    kubernetes_plugin = plugin_of("pulumi_kubernetes")
+    kubernetes_plugin = preflight.plugin_of("pulumi_kubernetes")
     resources.append({"type": provider.type, "name": provider.name, "inputs": provider.plain, **kubernetes_plugin})
     for f in found:
         entry: dict[str, Any] = {"type": f.wanted.type, "name": f.wanted.name, "id": f.import_id}
@@ -298,7 +287,9 @@ def run(
     path = stack_file(project_dir, stack_name)
     with restored_on_failure(state, path):
         take_over(taking, config, path, api, evaluation.registrations, environ)
-        state.import_resources(import_resources(taking, evaluation.registrations, plugin_of("pulumi_onepassword")))
+        state.import_resources(
+            import_resources(taking, evaluation.registrations, preflight.plugin_of("pulumi_onepassword"))
+        )
         imported = len(found) - len(taking.unreleased)
         say(f"Imported {imported} object(s), release(s) and item(s) into stack {stack_name}.")
         ops = preview_ops(stack)

@@ -16,6 +16,7 @@ Pure decisions over the exported state and the vault's item list; the glue (`che
 """
 
 import copy
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -89,26 +90,57 @@ def without(deployment: Mapping[str, Any], urns: set[str]) -> dict[str, Any]:
     return result
 
 
-def created_by(pending: Sequence[recovery.Pending], found: Sequence[Found]) -> dict[str, str]:
-    """URN -> provider ID of what an interrupted create made: the pending creates whose object or item
-    exists (found outside the state by takeover.discover, with nobody else owning it)."""
-    creates = {(op.name, op.type): op.urn for op in pending if op.operation == "creating"}
-    return {
-        creates[(f.wanted.name, f.wanted.type)]: f.import_id
-        for f in found
-        if (f.wanted.name, f.wanted.type) in creates and not f.blocker
-    }
+def created_by(pending: Sequence[recovery.Pending], found: Sequence[Found]) -> list[Found]:
+    """What interrupted creates made: the objects and items of pending creates that exist (found
+    outside the state by takeover.discover, with nobody else owning them)."""
+    creates = {(op.name, op.type) for op in pending if op.operation == "creating"}
+    return [f for f in found if (f.wanted.name, f.wanted.type) in creates and not f.blocker]
 
 
-def settling_message(pending: Sequence[recovery.Pending], created: Mapping[str, str]) -> str:
-    imported = [op.name for op in pending if op.urn in created]
-    cleared = [op.name for op in pending if op.operation == "creating" and op.urn not in created]
+def pending_imports(
+    created: Sequence[Found], deployment: Mapping[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The `pulumi import` file that takes `created` into the state: each under its component and, for
+    Kubernetes objects, the cluster's provider, named by their URNs in the state (its name table)."""
+    urns = {urn.rsplit("::", 1)[-1]: urn for urn in (r["urn"] for r in (deployment or {}).get("resources") or [])}
+    provider = next(
+        (r["urn"] for r in (deployment or {}).get("resources") or [] if r["type"] == "pulumi:providers:kubernetes"), ""
+    )
+    resources: list[dict[str, Any]] = []
+    for f in created:
+        entry: dict[str, Any] = {"type": f.wanted.type, "name": f.wanted.name, "id": f.import_id}
+        entry["parent"] = f.wanted.parent
+        if f.wanted.type == ITEM:
+            entry.update(plugin_of("pulumi_onepassword"))
+        else:
+            entry["provider"] = "cluster-provider"
+        resources.append(entry)
+    table = {f.wanted.parent: urns[f.wanted.parent] for f in created if f.wanted.parent in urns}
+    if provider:
+        table["cluster-provider"] = provider
+    return resources, table
+
+
+def settling_message(pending: Sequence[recovery.Pending], created: Sequence[Found]) -> str:
+    made = {f.wanted.name for f in created}
+    imported = [op.name for op in pending if op.name in made]
+    cleared = [op.name for op in pending if op.operation == "creating" and op.name not in made]
     return (
-        "Settling them before up with `pulumi refresh`: it reads every resource again"
-        + (f", takes in what the interrupted creates made ({', '.join(imported)})" if imported else "")
-        + (f", and forgets the creates that made nothing ({', '.join(cleared)})" if cleared else "")
+        "Settling them before up: `pulumi refresh` reads every resource again and forgets the unfinished creates"
+        + (f"; `pulumi import` takes in what they made ({', '.join(imported)})" if imported else "")
+        + (f"; the others made nothing ({', '.join(cleared)}): up makes them" if cleared else "")
         + "."
     )
+
+
+def plugin_of(distribution: str) -> dict[str, str]:
+    """The version and download URL the program's SDK asks for its plugin (its pulumi-plugin.json),
+    so that an imported resource gets the same default provider as the program's."""
+    files = importlib.metadata.distribution(distribution).files or []
+    plugin = next(f for f in files if f.name == "pulumi-plugin.json")
+    server = json.loads(plugin.read_text()).get("server", "")
+    version = importlib.metadata.version(distribution)
+    return {"version": version, **({"pluginDownloadUrl": server} if server else {})}
 
 
 class StateFile:
@@ -127,13 +159,14 @@ class StateFile:
     def export(self) -> dict[str, Any]:
         return json.loads(self._run("stack", "export"))
 
-    def import_resources(self, resources: list[dict[str, Any]]) -> None:
-        """`pulumi import` of `resources` (an import file's), into the state only: nothing else changes.
-        The file is written in a private temporary folder, removed afterwards."""
+    def import_resources(self, resources: list[dict[str, Any]], name_table: Mapping[str, str] | None = None) -> None:
+        """`pulumi import` of `resources` (an import file's; `name_table` names the URNs of parents and
+        providers the state holds already), into the state only: nothing else changes. The file is
+        written in a private temporary folder, removed afterwards."""
         with tempfile.TemporaryDirectory(prefix="cluster-secrets-import-") as folder:  # mode 0700
             path = os.path.join(folder, "import.json")
             with open(path, "w", encoding="utf-8") as file:
-                json.dump({"resources": resources}, file)
+                json.dump({"nameTable": dict(name_table or {}), "resources": resources}, file)
             self._run("import", "--file", path, "--yes", "--skip-preview", "--generate-code=false", "--protect=false")
 
     def refresh(self, arguments: Sequence[str]) -> None:
@@ -215,7 +248,9 @@ def check(
                 created = created_by(pending, found)
                 if command == "up":
                     say(settling_message(pending, created))
-                    state.refresh(recovery.refresh_arguments(pending, created))
+                    state.refresh(["--clear-pending-creates"])
+                    if created:
+                        state.import_resources(*pending_imports(created, state.export().get("deployment")))
                     exported = state.export()
                     deployment = exported.get("deployment")
                     items = state_items(deployment)

@@ -152,6 +152,7 @@ class ArgoCD(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     admin: AdminItems
     secret_synced: pulumi.Output[bool]
+    create_secret: pulumi.Output[bool]  # the chart's createSecret, once its release has it
 
     def __init__(self, name: str, args: ArgoCDArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cluster-secrets:index:ArgoCD", name, None, opts)
@@ -194,14 +195,18 @@ class ArgoCD(pulumi.ComponentResource):
         # The order is the hand-off (components/handoff.py): Argo CD never starts without argocd-secret.
         if args.handoff.external_secret_first:
             synced_secret = external_secret([])
-            release([synced_secret])
+            argocd_release = release([synced_secret])
         else:
-            synced_secret = external_secret([release([])])
+            argocd_release = release([])
+            synced_secret = external_secret([argocd_release])
 
         self.namespace = namespace.metadata.name
         self.admin = admin
         # The ExternalSecret is awaited until Ready (WAIT_READY): once it is registered, it synced.
         self.secret_synced = once_created(synced_secret, True)
+        # Known only once the release took the value: a failed or interrupted upgrade leaves the
+        # output, and so the hand-off phase, as the last finished run recorded it.
+        self.create_secret = once_created(argocd_release, args.handoff.create_secret)
         self.register_outputs(
             {
                 "namespace": self.namespace,

@@ -88,6 +88,8 @@ def test_an_interrupted_up_is_continued_by_the_next_up(
     FIGURES.note(f"n: {sig.name} {where}: the next up converged in {recovered.seconds:.0f}s")
     assert phase_of(wrong.outputs()) == Phase.HANDED_OVER
     assert recovery.stack_locks(wrong.env["PULUMI_BACKEND_URL"], wrong.stack) == [], "a lock was left"
+    # A killed run leaves Pulumi's plugins running (their own process groups): the next up stops them.
+    assert recovery.orphaned_plugins() == [], "plugins of the killed run are still running"
     assert wrong.get(ARGOCD_SECRET) is not None
     events = watch.stop()
     assert "DELETED" not in events, f"argocd-secret was deleted: {events}"

@@ -156,14 +156,15 @@ def main(raw: list[str]) -> None:
         write_events(args, {"update": 1, "same": 19})
         print(f"Previewing update ({stack_name}): done")
     elif args[0] == "refresh":
-        # What the tool uses of it: pending creates imported by [URN ID] (each word after its flag), the
-        # rest cleared; every other pending operation settled by the refresh itself.
-        stack = stacks[stack_name]
-        words = [args[i + 1] for i, arg in enumerate(args) if arg == "--import-pending-creates"]
-        for urn, resource_id in zip(words[::2], words[1::2], strict=True):
-            (op,) = [op for op in stack.get("pending_operations", []) if op["resource"]["urn"] == urn]
-            stack["resources"].append({**op["resource"], "id": resource_id})
-        stack["pending_operations"] = []
+        # The tool refreshes with --clear-pending-creates: creates dropped, every other operation settled.
+        stacks[stack_name]["pending_operations"] = []
+    elif args[0] == "import":
+        spec = json.loads(Path(str(option(args, "--file"))).read_text())
+        with open(HOME / "import-files.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(spec) + "\n")
+        for resource in spec["resources"]:
+            urn = f"urn:pulumi:{stack_name}::cluster-secrets::{resource['type']}::{resource['name']}"
+            stacks[stack_name]["resources"].append({"urn": urn, "type": resource["type"], "id": resource["id"]})
     elif args[0] == "destroy":
         stack = stacks[stack_name]
         stack["outputs"], stack["resources"] = {}, []

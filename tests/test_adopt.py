@@ -17,11 +17,11 @@ from cluster_secrets.adopt import (
     import_resources,
     item_blockers,
     plan,
-    plugin_of,
     take_over,
 )
 from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import Field, ItemDetails, ItemSummary
+from cluster_secrets.preflight import plugin_of
 from cluster_secrets.stack_files import project_values
 from cluster_secrets.takeover import HELM_RELEASE, ITEM, TRACKING_ID, Found, discover, owner_of
 from components.admin_secret import ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY

@@ -95,12 +95,17 @@ def pending(urn: str, resource_type: str, operation: str = "creating") -> dict:
 def test_pending_creates_are_imported_where_their_object_exists_and_cleared_elsewhere(
     cli, registrations: list[Registration], config: StackConfig
 ):
+    component = "urn:pulumi:homelab::cluster-secrets::cluster-secrets:index:ExternalSecrets::external-secrets"
+    provider = "urn:pulumi:homelab::cluster-secrets::pulumi:providers:kubernetes::cluster"
     state = {
         "stacks": {
             "homelab": {
                 "outputs": {},
                 "history": [],
-                "resources": [],
+                "resources": [
+                    {"urn": component, "type": "cluster-secrets:index:ExternalSecrets"},
+                    {"urn": provider, "type": "pulumi:providers:kubernetes", "id": "provider-id"},
+                ],
                 "pending_operations": [
                     pending(SECRET_URN, "kubernetes:core/v1:Secret"),
                     pending(PASSWORD_URN, "random:index/randomPassword:RandomPassword"),
@@ -116,18 +121,23 @@ def test_pending_creates_are_imported_where_their_object_exists_and_cleared_else
     text = cli.text
     assert "Stack homelab has 2 operation(s) an interrupted run left unfinished:" in text
     assert "creating kubernetes:core/v1:Secret external-secrets-connect-token" in text
-    assert "takes in what the interrupted creates made (external-secrets-connect-token)" in text
-    assert "forgets the creates that made nothing (argocd-admin-password)" in text
-    (refresh,) = [c["args"] for c in cli.calls if c["args"][0] == "refresh"]
-    assert refresh[refresh.index("--import-pending-creates") :][:4] == [
-        "--import-pending-creates",
-        SECRET_URN,
-        "--import-pending-creates",
-        token.import_id,
-    ]
-    assert "--clear-pending-creates" in refresh and "--yes" in refresh
+    assert "`pulumi import` takes in what they made (external-secrets-connect-token)" in text
+    assert "the others made nothing (argocd-admin-password): up makes them" in text
     commands = cli.commands()
-    assert commands.index("refresh --yes") < commands.index("up --yes")
+    assert commands.index("refresh --yes") < commands.index("import --file") < commands.index("up --yes")
+    (refresh,) = [c["args"] for c in cli.calls if c["args"][0] == "refresh"]
+    assert "--clear-pending-creates" in refresh and "--skip-preview" in refresh
+    (spec,) = [json.loads(line) for line in (cli.home / "import-files.jsonl").read_text().splitlines()]
+    assert spec["resources"] == [
+        {
+            "type": "kubernetes:core/v1:Secret",
+            "name": "external-secrets-connect-token",
+            "id": token.import_id,
+            "parent": "external-secrets",
+            "provider": "cluster-provider",
+        }
+    ]
+    assert spec["nameTable"] == {"external-secrets": component, "cluster-provider": provider}
 
 
 def test_preview_names_pending_operations_and_leaves_them_to_up(cli):
@@ -146,22 +156,6 @@ def test_preview_names_pending_operations_and_leaves_them_to_up(cli):
     assert "updating random:index/randomPassword:RandomPassword argocd-admin-password" in cli.text
     assert "`./cluster-secrets up homelab` settles them" in cli.text
     assert not [c for c in cli.calls if c["args"][0] == "refresh"]
-
-
-def test_refresh_arguments_pair_each_urn_with_its_id():
-    ops = [
-        recovery.Pending("urn:a", "kubernetes:core/v1:Namespace", "creating"),
-        recovery.Pending("urn:b", "random:index/randomBytes:RandomBytes", "creating"),
-        recovery.Pending("urn:c", "kubernetes:helm.sh/v3:Release", "updating"),
-    ]
-    assert recovery.refresh_arguments(ops, {"urn:a": "argocd", "urn:c": "argocd/argocd"}) == [
-        "--import-pending-creates",
-        "urn:a",
-        "--import-pending-creates",
-        "argocd",
-        "--clear-pending-creates",
-    ]
-    assert recovery.refresh_arguments(ops, {}) == ["--clear-pending-creates"]
 
 
 class FakeStack:
@@ -206,3 +200,27 @@ def test_an_interrupted_run_reports_the_state_and_the_command_that_continues(mon
     assert "creating random:x argocd-admin-password" in report
     assert f"Hand-off phase: {converge.Phase.NEW.value} (an interrupted run never advances it)." in report
     assert report.endswith("Continue with: ./cluster-secrets up homelab (it settles the unfinished operations first)")
+
+
+def test_plugins_a_killed_engine_left_running_are_found_and_stopped(tmp_path: Path):
+    plugin = tmp_path / "pulumi-resource-fake"
+    plugin.symlink_to(sys.executable)  # a process whose name is a plugin's, started as Pulumi starts them
+    listening = socket.create_server(("127.0.0.1", 0))
+    alive_engine = f"127.0.0.1:{listening.getsockname()[1]}"
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        gone_engine = f"127.0.0.1:{closed.getsockname()[1]}"
+    sleep = "import time; time.sleep(60)"
+    orphan = subprocess.Popen([str(plugin), "-c", sleep, gone_engine])
+    served = subprocess.Popen([str(plugin), "-c", sleep, alive_engine])
+    try:
+        time.sleep(0.3)
+        found = recovery.orphaned_plugins()
+        assert orphan.pid in found and served.pid not in found
+        assert orphan.pid in recovery.stop_orphaned_plugins()
+        assert orphan.wait(10) == -signal.SIGTERM
+        assert served.poll() is None
+    finally:
+        for process in (orphan, served):
+            process.kill()
+            process.wait()
+        listening.close()
