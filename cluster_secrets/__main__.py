@@ -42,6 +42,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         command.add_argument("stack", help="stack name, e.g. homelab")
         if name in ("destroy", "adopt"):
             command.add_argument("--yes", action="store_true", help=f"{name} without asking")
+        if name == "preview":
+            command.add_argument("--refresh", action="store_true", help="read every resource from the cluster first")
+            command.add_argument(
+                "--expect-no-changes", action="store_true", help="fail (exit 1) when it would change anything: drift"
+            )
     starting = commands.add_parser(
         "init",
         help="write a new stack file (with --create-1password, also what it needs in 1Password)",
@@ -165,7 +170,10 @@ def main(argv: list[str]) -> int:
         if args.command == "destroy" and not args.yes and not confirmed("destroy", args.stack, question):
             complain("Not destroyed.")
             return converge.EXIT_USAGE
-        return deploy.run(args.command, PROJECT_DIR, args.stack, say=say, complain=complain)
+        previewing = None
+        if args.command == "preview":
+            previewing = {"refresh": args.refresh, "expect_no_changes": args.expect_no_changes}
+        return deploy.run(args.command, PROJECT_DIR, args.stack, say=say, complain=complain, preview_options=previewing)
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")
         return converge.EXIT_USAGE

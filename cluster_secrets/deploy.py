@@ -4,6 +4,7 @@ converge.py, and the tests run this against a fake `pulumi` executable.
 The Automation API drives the Pulumi CLI, which must be installed; nothing here downloads it.
 """
 
+import functools
 import os
 import shutil
 import sys
@@ -263,11 +264,22 @@ def up(
 
 
 def preview(
-    project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, config: StackConfig, checks: Checks
+    project_dir: Path,
+    stack_name: str,
+    environ: Mapping[str, str],
+    say: Print,
+    config: StackConfig,
+    checks: Checks,
+    refresh: bool = False,
+    expect_no_changes: bool = False,
 ) -> int:
+    """`pulumi preview`; with `refresh`, against the cluster and 1Password as they are (Pulumi reads
+    every resource first), and with `expect_no_changes` failing (exit 1) when it would change anything:
+    the scheduled drift check."""
     stack = open_for_run(project_dir, stack_name, environ, say)
     checks.preflight(stack, config, "preview", environ, say)
-    result = pulumi_run(stack, "preview", Progress(say, "preview"), stack.preview)
+    call = functools.partial(stack.preview, refresh=refresh or None, expect_no_changes=expect_no_changes or None)
+    result = pulumi_run(stack, "preview", Progress(say, "preview"), call)
     say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
     return converge.EXIT_OK
 
@@ -315,8 +327,10 @@ def run(
     environ: Mapping[str, str] | None = None,
     complain: Print | None = None,
     checks: Checks | None = None,
+    preview_options: Mapping[str, bool] | None = None,
 ) -> int:
-    """`up`, `preview` or `destroy` of `stack`, its failures mapped by `guarded`."""
+    """`up`, `preview` (with `preview_options`: refresh, expect_no_changes) or `destroy` of `stack`,
+    its failures mapped by `guarded`."""
     known = os.environ if environ is None else environ
     chosen = checks or Checks()
 
@@ -326,6 +340,8 @@ def run(
         if command == "destroy":
             return destroy(project_dir, stack, known, say, chosen)
         assert config is not None  # validated for every command but destroy
-        return {"up": up, "preview": preview}[command](project_dir, stack, known, say, config, chosen)
+        if command == "preview":
+            return preview(project_dir, stack, known, say, config, chosen, **(preview_options or {}))
+        return up(project_dir, stack, known, say, config, chosen)
 
     return guarded(command, action, complain)

@@ -41,6 +41,10 @@ class Api(Protocol):
     def merge_patch(self, path: str, body: Obj) -> None: ...
 
 
+class LiveCluster(Cluster, Api, Protocol):
+    """Both ways of reading, as KubeCluster offers them (status reads typed objects and, for drift, paths)."""
+
+
 # Kinds whose plural is not the kind in lower case plus "s".
 _PLURALS = {"Ingress": "ingresses", "NetworkPolicy": "networkpolicies", "PodSecurityPolicy": "podsecuritypolicies"}
 

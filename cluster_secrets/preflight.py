@@ -12,6 +12,10 @@ provider") are caught here rather than in the middle of a run:
   creates it again, with the same contents (the password, hash, mtime and key live in the state,
   in the random and time resources), and `destroy` goes on. `preview` only says so.
 
+It also carries out the checks of the other modules before Pulumi runs: objects and items that
+exist outside the stack (takeover.py), an ESO bump that needs a step first (upgrade_guard.py), what
+an interrupted run left (recovery.py) and what changed by hand in the cluster (drift.py).
+
 Pure decisions over the exported state and the vault's item list; the glue (`check`) reads them.
 """
 
@@ -27,7 +31,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import charts, desired, recovery, upgrade_guard
+from cluster_secrets import charts, desired, drift, recovery, upgrade_guard
 from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
@@ -88,6 +92,45 @@ def without(deployment: Mapping[str, Any], urns: set[str]) -> dict[str, Any]:
             resource["propertyDependencies"][name] = [urn for urn in deps if urn not in urns]
     result["resources"] = kept
     return result
+
+
+def settle(state: "StateFile", pending: Sequence[recovery.Pending], created: Sequence[Found], say: Print) -> dict:
+    """Before `up`: the operations an interrupted run left, settled (recovery.py); the state afterwards."""
+    say(settling_message(pending, created))
+    state.refresh(["--clear-pending-creates"])
+    if created:
+        state.import_resources(*pending_imports(created, state.export().get("deployment")))
+    return state.export()
+
+
+def repair(
+    state: "StateFile",
+    api: Api,
+    drifts: Sequence[drift.Drift],
+    scaled: Sequence[drift.ScaledDown],
+    command: str,
+    stack: str,
+    say: Print,
+) -> bool:
+    """What changed by hand (drift.py): named, and before `up` refreshed from the cluster or scaled
+    back. Whether the state changed."""
+    if drifts:
+        say(drift.drift_message(stack, drifts, command))
+        if command == "up":
+            state.refresh([word for d in drifts for word in ("--target", d.urn)])
+    for down in scaled:
+        if command == "up":
+            api.merge_patch(down.path, {"spec": {"replicas": down.replicas}})
+            say(f"{down.what} was scaled to 0 by hand: scaled back to {down.replicas}, as its release runs it.")
+        else:
+            say(f"{down.what} is scaled to 0: `up` scales it back to {down.replicas}, as its release runs it.")
+    return bool(drifts) and command == "up"
+
+
+def release_namespaces(config: StackConfig) -> dict[str, str]:
+    """The stack's Helm releases by name, with their namespaces (Connect's only when the stack installs it)."""
+    releases = {"external-secrets": config.eso_namespace, "argocd": config.argocd_namespace}
+    return {"connect": config.connect_namespace, **releases} if config.onepassword_access == "connect" else releases
 
 
 def created_by(pending: Sequence[recovery.Pending], found: Sequence[Found]) -> list[Found]:
@@ -213,8 +256,9 @@ def check(
     """The preflight of `command` (up, preview or destroy; `config` is None for a destroy, which reads
     only the state) on `stack`. Raises UsageError when the stack would create what exists already
     (takeover.py) or when its ESO chart bump needs a step first (upgrade_guard.py), OnePasswordError or
-    ClusterError when 1Password or the cluster cannot be read; takes items deleted by hand out of the
-    state (not on preview)."""
+    ClusterError when 1Password or the cluster cannot be read. Not on preview: settles what an
+    interrupted run left (recovery.py), refreshes what changed by hand in the cluster (drift.py), and
+    takes items deleted by hand out of the state."""
     state = StateFile(stack)
     exported = state.export()
     deployment = exported.get("deployment")
@@ -244,26 +288,24 @@ def check(
         try:
             api = cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
             found = discover(config, registrations, deployment, api, listed.get(working, []), working)
-            if pending:
-                created = created_by(pending, found)
-                if command == "up":
-                    say(settling_message(pending, created))
-                    state.refresh(["--clear-pending-creates"])
-                    if created:
-                        state.import_resources(*pending_imports(created, state.export().get("deployment")))
-                    exported = state.export()
-                    deployment = exported.get("deployment")
-                    items = state_items(deployment)
-                    found = discover(config, registrations, deployment, api, listed.get(working, []), working)
-                else:
-                    say(f"`./cluster-secrets up {stack.name}` settles them before it changes anything.")
-                    found = [f for f in found if f.wanted.name not in {op.name for op in pending}]
+            if pending and command == "up":
+                exported = settle(state, pending, created_by(pending, found), say)
+                deployment = exported.get("deployment")
+                items = state_items(deployment)
+                found = discover(config, registrations, deployment, api, listed.get(working, []), working)
+            elif pending:
+                say(f"`./cluster-secrets up {stack.name}` settles them before it changes anything.")
+                found = [f for f in found if f.wanted.name not in {op.name for op in pending}]
             live_eso = upgrade_guard.read_live(api, config.eso_namespace)
+            drifts = drift.find(deployment, api)
+            scaled = drift.scaled_down(api, release_namespaces(config))
         except ClusterError as error:
             raise ClusterError(f"before {command}, reading the cluster: {error}") from None
         if found:
             raise UsageError(conflict_message(stack.name, found))
         check_upgrade(stack.name, config, releases, live_eso, say)
+        if repair(state, api, drifts, scaled, command, stack.name, say):
+            exported = state.export()
     deleted = deleted_items(items, listed)
     if deleted:
         say(deleted_message(deleted, command))

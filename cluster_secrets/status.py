@@ -16,9 +16,18 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from cluster_secrets import converge, deploy
+from cluster_secrets import converge, deploy, drift, preflight
 from cluster_secrets.errors import UsageError
-from cluster_secrets.kube import ESO_GROUP, Cluster, ClusterError, KubeCluster, Obj, eso_version, kubeconfig_file
+from cluster_secrets.kube import (
+    ESO_GROUP,
+    Cluster,
+    ClusterError,
+    KubeCluster,
+    LiveCluster,
+    Obj,
+    eso_version,
+    kubeconfig_file,
+)
 from cluster_secrets.stack_files import project_values, stack_config
 from cluster_secrets.synced import REFRESH_ANNOTATION
 from components import outputs
@@ -277,8 +286,26 @@ def gitops_lines(cluster: Cluster, target: Target, ns: str, version: str | None,
     return [*lines, gitops_line(application, target, ns)]
 
 
-def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Cluster, now: datetime) -> list[Line]:
-    """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`."""
+def drift_line(deployment: Mapping[str, Any], cluster: LiveCluster, stack: str) -> Line:
+    """The objects the stack applies itself, against what its state recorded (drift.py)."""
+    drifts = drift.find(deployment, cluster)
+    if not drifts:
+        return Line("drift", True, "the objects the stack applies itself are as its last up left them")
+    changed = "; ".join(f"{d.what}: {d.how}" for d in drifts)
+    return Line(
+        "drift", False, f"changed by hand: {changed}. Fix: ./cluster-secrets up {stack} (it applies them again)"
+    )
+
+
+def check_chain(
+    stack_outputs: Mapping[str, Any],
+    target: Target,
+    cluster: LiveCluster,
+    now: datetime,
+    deployment: Mapping[str, Any] | None = None,
+) -> list[Line]:
+    """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`;
+    with the stack's exported `deployment`, a last line on drift."""
     stack = target.stack
     up = f"./cluster-secrets up {stack}"
     lines = [
@@ -320,7 +347,8 @@ def check_chain(stack_outputs: Mapping[str, Any], target: Target, cluster: Clust
     done = phase == converge.target_phase(target.create_secret_mode)
     lines.append(Line("hand-off", done, phase.value if done else f"{phase.value}. Fix: {up}"))
     lines.append(check_deployment(cluster, "argocd server", ns, ARGOCD_SERVER_DEPLOYMENT, stack))
-    return lines + gitops_lines(cluster, target, ns, version, now)
+    lines += gitops_lines(cluster, target, ns, version, now)
+    return lines if deployment is None else [*lines, drift_line(deployment, cluster, stack)]
 
 
 def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:
@@ -330,15 +358,22 @@ def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str],
     return {name: value.value for name, value in stack.outputs().items() if not value.secret}
 
 
+def read_deployment(project_dir: Path, stack_name: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The stack's state as `pulumi stack export` gives it, secrets left encrypted."""
+    stack = deploy.open_stack(project_dir, stack_name, environ, lambda line: None, create=False)
+    return dict(preflight.StateFile(stack).export().get("deployment") or {})
+
+
 def run(
     project_dir: Path,
     stack: str,
     environ: Mapping[str, str],
     say: deploy.Print,
     complain: deploy.Print | None = None,
-    connect: Callable[[str, str], Cluster] = KubeCluster,
+    connect: Callable[[str, str], LiveCluster] = KubeCluster,
     outputs_of: Callable[[Path, str, Mapping[str, str], deploy.Print], dict[str, Any]] = read_outputs,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    state_of: Callable[[Path, str, Mapping[str, str]], Mapping[str, Any] | None] = read_deployment,
 ) -> int:
     """Print the chain (errors go to `complain`, stderr by default, as in deploy.run).
 
@@ -347,6 +382,7 @@ def run(
     try:
         config = load_config(project_values(stack_config(project_dir, stack)), stack)
         stack_outputs = outputs_of(project_dir, stack, environ, say)
+        deployment = state_of(project_dir, stack, environ)
         cluster = connect(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
         say(f"Stack {stack}, kube context {config.kube_context}:")
         lines = check_chain(
@@ -363,6 +399,7 @@ def run(
             ),
             cluster,
             clock(),
+            deployment,
         )
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")

@@ -93,8 +93,18 @@ def wanted(registrations: Iterable[Registration], config: StackConfig) -> list[W
     return result
 
 
+def unversioned(type_token: str) -> str:
+    """A Kubernetes type token without its API version (`kubernetes:group/v1:Kind` -> `kubernetes:group:Kind`):
+    one object whichever version it is read through, as the program's ESO objects are across a chart bump."""
+    package, _, rest = type_token.partition(":")
+    if package != "kubernetes" or rest.count(":") != 1:
+        return type_token
+    group_version, kind = rest.split(":")
+    return f"{package}:{group_version.rsplit('/', 1)[0] if '/' in group_version else ''}:{kind}"
+
+
 def state_ids(deployment: Mapping[str, Any] | None) -> set[tuple[str, str]]:
-    """(type, ID) of every resource in an exported deployment; an item's ID is its UUID."""
+    """(type without API version, ID) of every resource in an exported deployment; an item's ID is its UUID."""
     ids = set()
     for resource in (deployment or {}).get("resources") or []:
         if resource.get("delete"):
@@ -102,7 +112,7 @@ def state_ids(deployment: Mapping[str, Any] | None) -> set[tuple[str, str]]:
         if resource["type"] == ITEM:
             ids.add((ITEM, str((resource.get("outputs") or {}).get("uuid", ""))))
         else:
-            ids.add((resource["type"], str(resource.get("id", ""))))
+            ids.add((unversioned(resource["type"]), str(resource.get("id", ""))))
     return ids
 
 
@@ -207,7 +217,7 @@ def discover(
                 if item.title == want.title and (ITEM, item.id) not in known:
                     found.append(Found(want, f"vaults/{vault_id}/items/{item.id}", "nobody"))
             continue
-        if (want.type, want.import_id) in known:
+        if (unversioned(want.type), want.import_id) in known:
             continue
         if want.type == HELM_RELEASE:
             release = _found_release(config, api, want)

@@ -1,15 +1,18 @@
 """Scenario n: runs that go wrong, on a stack of its own (`e2e-wrong`, cluster 6, its own vault).
 
 - An `up` interrupted during the first run's Helm install, during the wait on the ExternalSecret
-  argocd-secret (ESO held stopped, so the wait lasts), and during the second run's upgrade of the Argo
-  CD release: each with SIGINT to the tool's process group (a terminal's Ctrl-C) and separately with
-  SIGKILL to it (the job killed outright: the tool, Pulumi and its plugins). After SIGINT the tool
-  says what state the stack is in and the command that continues (exit 130); after SIGKILL the run's
-  lock and its unfinished operations stay behind. Either way the next `up` converges with no hand
-  edit of the state (cluster_secrets/recovery.py, preflight.py), the hand-off never advances on the
-  interrupted run, and argocd-secret, once it exists, is never deleted.
+  argocd-secret (ESO's Connect a minute behind, so the wait lasts), and during the second run's
+  upgrade of the Argo CD release: each with SIGINT to the tool's process group (a terminal's Ctrl-C)
+  and separately with SIGKILL to it (the job killed outright). After SIGINT the tool says what state
+  the stack is in and the command that continues (exit 130); after SIGKILL the run's lock, its
+  unfinished operations and Pulumi's plugins stay behind. Either way the next `up` converges with no
+  hand edit of the state (cluster_secrets/recovery.py, preflight.py), the hand-off never advances on
+  the interrupted run, and argocd-secret, once it exists, is never deleted.
 - Two `up`s at once: the second stops at once naming the lock and how to clear a stale one; the
   first converges, and the stack is whole afterwards (a preview changes nothing).
+- Drift (cluster_secrets/drift.py): the ExternalSecret deleted, the store's spec edited and Connect
+  scaled to 0 by hand: `status` and the drift check (`preview --refresh --expect-no-changes`) name
+  them, `up` repairs them, and both pass afterwards. argocd-secret edited by hand: ESO puts it back.
 """
 
 import signal
@@ -113,3 +116,64 @@ def test_a_second_up_at_the_same_time_stops_at_once_naming_the_lock(wrong: Deplo
     assert first and first[0].code == 0, "the first up failed (its output is above)"
     check = wrong.tool("preview", "n: preview after two ups")
     assert check.code == 0 and "Preview of e2e-wrong: no changes." in check.output
+
+
+ES_PATH = "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret"
+STORE_PATH = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
+CONNECT_PATH = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
+DRIFT_CHECK = ["--refresh", "--expect-no-changes"]
+
+
+def status_links(run: Run) -> dict[str, str]:
+    """link -> its line, from status's output."""
+    found = {}
+    for line in run.output.splitlines():
+        for link in ("connect", "external secret", "argocd-secret", "drift"):
+            if line.startswith(link + " ") and line[17:23].strip() in ("OK", "BROKEN"):
+                found[link] = line
+    return found
+
+
+def test_drift_is_named_by_status_and_the_drift_check_and_repaired_by_up(wrong: Deployment) -> None:
+    run = wrong.tool("status", "n: status before drift")
+    assert run.code == 0, "the stack is not healthy before the drift (its output is above)"
+    # By hand: the ExternalSecret deleted (Kubernetes collects argocd-secret with it), the store's
+    # connectHost edited, Connect scaled to 0.
+    wrong.cluster.api("DELETE", ES_PATH)
+    wait_until(lambda: wrong.get(ARGOCD_SECRET) is None, 60, "argocd-secret to go with its ExternalSecret")
+    elsewhere = {"spec": {"provider": {"onepassword": {"connectHost": "http://elsewhere.invalid:8080"}}}}
+    wrong.cluster.api("PATCH", STORE_PATH, elsewhere)
+    wrong.cluster.api("PATCH", CONNECT_PATH, {"spec": {"replicas": 0}})
+
+    run = wrong.tool("status", "n: status with drift")
+    assert run.code == 1
+    links = status_links(run)
+    assert "BROKEN" in links["connect"] and "scaled to 0" in links["connect"]
+    assert "BROKEN" in links["external secret"] and "not found" in links["external secret"]
+    assert "BROKEN" in links["argocd-secret"]
+    assert "ExternalSecret argocd/argocd-secret: deleted" in links["drift"]
+    assert "ClusterSecretStore one-secretstore: spec.provider.onepassword.connectHost changed" in links["drift"]
+    check = wrong.tool("preview", "n: the drift check, with drift", extra=DRIFT_CHECK)
+    assert check.code == 1, "the drift check passed on a drifted stack"
+
+    run = wrong.tool("up", "n: up repairs the drift")
+    assert run.code == 0, "up did not repair the drift (its output is above)"
+    assert "changed by hand since the last up" in run.output
+    assert "scaled back to 1" in run.output
+    assert wrong.get(CONNECT_PATH)["spec"]["replicas"] == 1
+    connect_host = wrong.get(STORE_PATH)["spec"]["provider"]["onepassword"]["connectHost"]
+    assert connect_host == "http://onepassword-connect.onepassword.svc.cluster.local:8080"
+    assert wrong.get(ARGOCD_SECRET) is not None
+    run = wrong.tool("status", "n: status after up")
+    assert run.code == 0, "status is not all OK after up repaired the drift (its output is above)"
+    check = wrong.tool("preview", "n: the drift check, repaired", extra=DRIFT_CHECK)
+    assert check.code == 0, "the drift check fails on a repaired stack (its output is above)"
+
+
+def test_argocd_secret_edited_by_hand_is_put_back_by_eso(wrong: Deployment) -> None:
+    before = wrong.get(ARGOCD_SECRET)["data"]
+    wrong.cluster.api("PATCH", ARGOCD_SECRET, {"data": {"admin.password": "ZWRpdGVkLWJ5LWhhbmQ="}})
+    # ESO keeps a hash of what it wrote and syncs again when the Secret differs from it.
+    wait_until(lambda: wrong.get(ARGOCD_SECRET)["data"] == before, 60, "ESO to put argocd-secret back")
+    run = wrong.tool("status", "n: status after argocd-secret was edited by hand")
+    assert run.code == 0, "status is not all OK (its output is above)"

@@ -126,7 +126,10 @@ def main(raw: list[str]) -> None:
         stacks[args[2]] = {"outputs": {}, "history": [], "resources": []}
     elif args[:2] == ["stack", "export"]:
         stack = stacks[stack_name]
-        deployment = {"resources": stack["resources"], "pending_operations": stack.get("pending_operations", [])}
+        deployment = {
+            "resources": stack.get("resources", []),
+            "pending_operations": stack.get("pending_operations", []),
+        }
         print(json.dumps({"version": 3, "deployment": deployment}))
     elif args[:2] == ["stack", "import"]:
         imported = json.loads(Path(str(option(args, "--file"))).read_text())
@@ -153,6 +156,8 @@ def main(raw: list[str]) -> None:
         record(stack, "update", changes)
         print(f"Updating ({stack_name}): done")
     elif args[0] == "preview":
+        if "--expect-no-changes" in args:  # as the CLI does when the preview proposes changes
+            fail("error: no changes were expected but changes were proposed")
         write_events(args, {"update": 1, "same": 19})
         print(f"Previewing update ({stack_name}): done")
     elif args[0] == "refresh":

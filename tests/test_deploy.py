@@ -51,6 +51,7 @@ class FakeCli:
         self.vaults = FakeVaults()
         self.reader: Callable[[object, object], FakeVaults] = lambda config, environ: self.vaults
         self.cluster = FakeCluster()
+        self.preview_options: dict[str, bool] | None = None  # preview's --refresh, --expect-no-changes
 
     def checks(self) -> deploy.Checks:
         def check(
@@ -94,6 +95,7 @@ class FakeCli:
                 environ=dict(os.environ),
                 complain=self.lines.append,
                 checks=self.checks(),
+                preview_options=self.preview_options,
             )
         finally:
             os.environ.clear()

@@ -63,6 +63,7 @@ def run_status(cluster: FakeCluster, stack_outputs: Mapping[str, Any]) -> tuple[
         connect=lambda path, context: cluster,
         outputs_of=lambda project, stack, environ, say: dict(stack_outputs),
         clock=lambda: NOW,
+        state_of=lambda project, stack, environ: {"resources": []},
     )
     return code, "\n".join(lines)
 
@@ -88,6 +89,7 @@ def test_a_healthy_chain_is_all_ok():
         "password mtime",
         "hand-off",
         "argocd server",
+        "drift",
     ]
     assert all(state_of(line) == "OK" for line in body), text
     assert "last synced 2026-11-28T10:00:00Z" in line_of(text, "external secret")
@@ -371,6 +373,7 @@ def test_an_unreachable_cluster_is_an_environment_error(tmp_path: Path):
         lines.append,
         lines.append,
         outputs_of=lambda project, stack, environ, say: healthy_outputs(),
+        state_of=lambda project, stack, environ: {"resources": []},
     )
     assert code == converge.EXIT_USAGE
     assert lines[-1].startswith("error: reading Deployment onepassword/onepassword-connect")

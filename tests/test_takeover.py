@@ -6,6 +6,8 @@ import gzip
 import json
 from typing import Any
 
+import pytest
+
 from cluster_secrets.onepassword import ItemSummary
 from cluster_secrets.takeover import (
     HELM_RELEASE,
@@ -35,7 +37,13 @@ def helm_owned_meta(release: str, namespace: str) -> dict[str, Any]:
 
 
 def release_record(
-    name: str, namespace: str, revision: int, status: str, chart: str = "connect", version: str = "1.17.0"
+    name: str,
+    namespace: str,
+    revision: int,
+    status: str,
+    chart: str = "connect",
+    version: str = "1.17.0",
+    manifest: str = "",
 ) -> dict[str, Any]:
     """A Helm 3 release Secret as the API serves it: Helm's storage driver keeps base64 of the gzipped
     release JSON under `release`, and the API adds its own base64 to Secret data."""
@@ -46,7 +54,7 @@ def release_record(
         "info": {"status": status},
         "chart": {"metadata": {"name": chart, "version": version}},
         "config": {},
-        "manifest": "",
+        "manifest": manifest,
     }
     stored = base64.b64encode(gzip.compress(json.dumps(release).encode()))
     return {
@@ -233,6 +241,23 @@ def test_what_the_state_holds_already_is_not_found(registrations, config):
         ]
     }
     assert discover(config, registrations, deployment, cluster, [ItemSummary("I", "argocd-secret")], "V") == []
+
+
+def test_an_eso_object_the_state_holds_under_another_api_version_is_held(registrations, config, wanted_store):
+    # The state recorded the store under v1 (after a bump); pinned back, the program registers v1beta1.
+    cluster = FakeCluster()
+    cluster.paths[wanted_store.path] = {"metadata": {"name": "one-secretstore"}}
+    newer = wanted_store.type.replace("/v1beta1:", "/v1:")
+    deployment = {"resources": [{"urn": "urn:s", "type": newer, "id": wanted_store.import_id}]}
+    assert [f.wanted.name for f in discover(config, registrations, deployment, cluster, [], "V")] == []
+    assert [f.wanted.name for f in discover(config, registrations, None, cluster, [], "V")] == [wanted_store.name]
+
+
+@pytest.fixture
+def wanted_store(registrations, config):
+    (store,) = [w for w in wanted(registrations, config) if w.type.endswith(":ClusterSecretStore")]
+    assert "/v1beta1:" in store.type
+    return store
 
 
 def test_a_resource_the_state_is_deleting_does_not_count_as_held(registrations, config):

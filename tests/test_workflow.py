@@ -60,3 +60,25 @@ def test_every_action_is_pinned_to_a_release(workflow):
     assert len(used) == 9
     for action in used:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+){0,2}", action), action
+
+
+DRIFT = ROOT / ".github" / "workflows" / "drift.yml"
+
+
+def test_the_drift_check_is_scheduled_opt_in_and_fails_on_changes():
+    document = yaml.safe_load(DRIFT.read_text())
+    triggers = document.pop(True, document.get("on"))
+    assert set(triggers) == {"schedule", "workflow_dispatch"}
+    assert document["permissions"] == {"contents": "read"}
+    job = document["jobs"]["drift"]
+    assert "vars.CLUSTER_SECRETS_DRIFT_CHECK == 'true'" in job["if"]
+    assert job["runs-on"] == ["self-hosted", "cluster-secrets"]
+    assert set(job["strategy"]["matrix"]["stack"]) == {
+        p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")
+    }
+    check = next(step for step in steps(job) if "run" in step and "preview" in step["run"])
+    assert check["run"] == "./cluster-secrets preview ${{ matrix.stack }} --refresh --expect-no-changes"
+    assert "PULUMI_CONFIG_PASSPHRASE" in check["env"]
+    for step in steps(job):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+){0,2}", step["uses"]), step["uses"]

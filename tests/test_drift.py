@@ -1,0 +1,146 @@
+"""Drift (cluster_secrets/drift.py): the objects the program applies itself against the state's record,
+and the releases' Deployments scaled to 0, through the preflight of `up` and `preview` (fake `pulumi`,
+in-memory cluster) and `status`. The e2e suite's scenario n changes them by hand on a real cluster."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cluster_secrets import converge, drift, status
+from tests.fake_cluster import FakeCluster
+from tests.fake_pulumi import CIPHERTEXT
+from tests.test_deploy import FakeCli
+from tests.test_status import NOW, TARGET, healthy_outputs
+from tests.test_takeover import release_record
+
+STORE_URN = "urn:pulumi:homelab::cluster-secrets::kubernetes:external-secrets.io/v1beta1:ClusterSecretStore::store"
+STORE_PATH = "/apis/external-secrets.io/v1beta1/clustersecretstores/one-secretstore"
+TOKEN_URN = "urn:pulumi:homelab::cluster-secrets::kubernetes:core/v1:Secret::external-secrets-connect-token"
+TOKEN_PATH = "/api/v1/namespaces/eso/secrets/onepassword-connect-token"
+CONNECT_PATH = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-connect"
+SPEC = {"provider": {"onepassword": {"connectHost": "http://onepassword-connect.onepassword.svc.cluster.local:8080"}}}
+
+
+def store_resource() -> dict:
+    inputs = {
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": "one-secretstore"},
+        "spec": SPEC,
+    }
+    return {"urn": STORE_URN, "type": "kubernetes:external-secrets.io/v1beta1:ClusterSecretStore", "inputs": inputs}
+
+
+def token_resource() -> dict:
+    inputs = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "onepassword-connect-token", "namespace": "eso"},
+        "stringData": {"token": CIPHERTEXT},
+    }
+    return {"urn": TOKEN_URN, "type": "kubernetes:core/v1:Secret", "inputs": inputs}
+
+
+def deployment() -> dict:
+    return {"resources": [store_resource(), token_resource()]}
+
+
+def cluster_as_applied() -> FakeCluster:
+    cluster = FakeCluster()
+    live_spec = json.loads(json.dumps(SPEC))
+    live_spec["provider"]["onepassword"]["vaults"] = {"HomeLab": 1}  # what the API server adds is no drift
+    cluster.paths[STORE_PATH] = {"metadata": {"name": "one-secretstore"}, "spec": live_spec}
+    cluster.paths[TOKEN_PATH] = {"metadata": {"name": "onepassword-connect-token"}, "data": {"token": "c2VjcmV0"}}
+    return cluster
+
+
+def test_objects_as_applied_are_no_drift_and_secrets_are_never_compared():
+    assert drift.find(deployment(), cluster_as_applied()) == []
+    assert drift.differences({"a": CIPHERTEXT}, {"a": "anything"}) == []
+
+
+def test_a_deleted_object_and_an_edited_spec_are_drift():
+    cluster = cluster_as_applied()
+    cluster.paths[STORE_PATH]["spec"]["provider"]["onepassword"]["connectHost"] = "http://elsewhere:8080"
+    del cluster.paths[TOKEN_PATH]
+    assert drift.find(deployment(), cluster) == [
+        drift.Drift(STORE_URN, "ClusterSecretStore one-secretstore", "spec.provider.onepassword.connectHost changed"),
+        drift.Drift(TOKEN_URN, "Secret eso/onepassword-connect-token", "deleted"),
+    ]
+    assert drift.differences({"a": [1, 2]}, {"a": [1]}, "spec") == ["spec.a"]
+    assert drift.differences({"a": {"b": 1}}, {"a": "x"}) == ["a"]
+
+
+def scaled_connect(cluster: FakeCluster, manifest_replicas: int = 2) -> None:
+    cluster.paths[CONNECT_PATH] = {"metadata": {"name": "onepassword-connect"}, "spec": {"replicas": 0}}
+    manifest = (
+        f"---\nkind: Deployment\nmetadata:\n  name: onepassword-connect\nspec:\n  replicas: {manifest_replicas}\n"
+    )
+    record = release_record("connect", "onepassword", 1, "deployed", manifest=manifest)
+    cluster.lists[("/api/v1/namespaces/onepassword/secrets", "owner=helm,name=connect")] = [record]
+
+
+def test_a_release_deployment_scaled_to_0_is_found_with_the_replicas_of_its_manifest():
+    cluster = FakeCluster()
+    scaled_connect(cluster)
+    (found,) = drift.scaled_down(cluster, {"connect": "onepassword", "external-secrets": "eso"})
+    assert (found.path, found.what, found.replicas) == (CONNECT_PATH, "Deployment onepassword/onepassword-connect", 2)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> FakeCli:
+    return FakeCli(tmp_path)
+
+
+def converged_with_drift(cli: FakeCli) -> None:
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    state = json.loads((cli.home / "state.json").read_text())
+    release = {"urn": "urn:pulumi:homelab::cluster-secrets::kubernetes:helm.sh/v3:Release::connect-release"}
+    release.update(type="kubernetes:helm.sh/v3:Release", id="onepassword/connect")  # the state holds the release
+    state["stacks"]["homelab"]["resources"] += [store_resource(), release]
+    (cli.home / "state.json").write_text(json.dumps(state))
+    scaled_connect(cli.cluster, 1)
+    cli.lines.clear()
+
+
+def test_up_refreshes_what_changed_by_hand_and_scales_back_a_deployment_at_0(cli):
+    converged_with_drift(cli)  # the store is in the state and gone from the cluster; Connect at 0
+    before = len(cli.calls)
+    assert cli.run(**cli.environ()) == converge.EXIT_OK, cli.text
+    assert (
+        "Stack homelab: changed by hand since the last up:\n  ClusterSecretStore one-secretstore: deleted" in cli.text
+    )
+    later = [c["args"] for c in cli.calls[before:]]
+    refresh = next(args for args in later if args[0] == "refresh")
+    assert refresh[refresh.index("--target") + 1] == STORE_URN
+    assert [a[0] for a in later].index("refresh") < [a[0] for a in later].index("up")
+    assert (CONNECT_PATH, {"spec": {"replicas": 1}}) in cli.cluster.patched
+    assert "Deployment onepassword/onepassword-connect was scaled to 0 by hand: scaled back to 1" in cli.text
+
+
+def test_preview_names_the_drift_and_changes_nothing(cli):
+    converged_with_drift(cli)
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_OK
+    assert "`./cluster-secrets up homelab` applies them again" in cli.text
+    assert "`up` scales it back to 1" in cli.text
+    assert not [c for c in cli.calls if c["args"][0] == "refresh"] and cli.cluster.patched == []
+
+
+def test_status_names_the_drift():
+    cluster = cluster_as_applied()
+    del cluster.paths[TOKEN_PATH]
+    lines = status.check_chain(healthy_outputs(), TARGET, cluster, NOW, deployment())
+    assert (lines[-1].link, lines[-1].ok) == ("drift", False)
+    assert "Secret eso/onepassword-connect-token: deleted. Fix: ./cluster-secrets up homelab" in lines[-1].text
+    lines = status.check_chain(healthy_outputs(), TARGET, cluster_as_applied(), NOW, deployment())
+    assert (lines[-1].link, lines[-1].ok) == ("drift", True)
+
+
+def test_the_drift_check_previews_with_refresh_and_fails_on_any_change(cli):
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    cli.preview_options = {"refresh": True, "expect_no_changes": True}
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_FAILED
+    (args,) = [c["args"] for c in cli.calls if c["args"][0] == "preview"]
+    assert "--refresh" in args and "--expect-no-changes" in args
+    assert "no changes were expected but changes were proposed" in cli.text
