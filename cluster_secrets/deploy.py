@@ -139,6 +139,10 @@ def open_stack(
         raise UsageError(f"stack {stack} does not exist in {backend.url}: run ./cluster-secrets up {stack}.") from None
 
 
+class Drifted(Exception):
+    """`preview --expect-no-changes` would change the stack: exit code 1."""
+
+
 class Interrupted(Exception):
     """A run stopped by Ctrl-C or SIGTERM: exit code 130, with the state it left and how to go on."""
 
@@ -279,7 +283,16 @@ def preview(
     stack = open_for_run(project_dir, stack_name, environ, say)
     checks.preflight(stack, config, "preview", environ, say)
     call = functools.partial(stack.preview, refresh=refresh or None, expect_no_changes=expect_no_changes or None)
-    result = pulumi_run(stack, "preview", Progress(say, "preview"), call)
+    try:
+        result = pulumi_run(stack, "preview", Progress(say, "preview"), call)
+    except auto.CommandError as error:
+        # pkg/backend/backenderr: "no changes were expected [for X] but changes were proposed"
+        if expect_no_changes and "no changes were expected" in str(error):
+            raise Drifted(
+                f"stack {stack_name} has drifted: the preview above would change it. "
+                f"`./cluster-secrets up {stack_name}` applies it again."
+            ) from None
+        raise
     say(f"Preview of {stack_name}: {converge.format_changes(result.change_summary)}.")
     return converge.EXIT_OK
 
@@ -314,7 +327,7 @@ def guarded(command: str, action: Callable[[], int], complain: Print | None = No
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")
         return converge.EXIT_FAILED
-    except (OnePasswordError, ClusterError, ChartError) as error:
+    except (OnePasswordError, ClusterError, ChartError, Drifted) as error:
         complain(f"error: {error}")
         return converge.EXIT_FAILED
 

@@ -143,4 +143,5 @@ def test_the_drift_check_previews_with_refresh_and_fails_on_any_change(cli):
     assert cli.run("preview", **cli.environ()) == converge.EXIT_FAILED
     (args,) = [c["args"] for c in cli.calls if c["args"][0] == "preview"]
     assert "--refresh" in args and "--expect-no-changes" in args
-    assert "no changes were expected but changes were proposed" in cli.text
+    assert "error: stack homelab has drifted: the preview above would change it." in cli.text
+    assert "pulumi preview failed" not in cli.text
