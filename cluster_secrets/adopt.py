@@ -40,7 +40,7 @@ from pulumi import automation as auto
 
 from cluster_secrets import converge, deploy, desired, preflight, render
 from cluster_secrets.errors import UsageError
-from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file, object_path
+from cluster_secrets.kube import CLUSTER_SCOPED, Api, ClusterError, KubeCluster, kubeconfig_file, object_path
 from cluster_secrets.offline import Registration
 from cluster_secrets.onepassword import ItemDetails, OnePasswordError, Vaults, reader
 from cluster_secrets.stack_files import set_keys, stack_file
@@ -55,16 +55,6 @@ Print = Callable[[str], None]
 REPLACING = {"replace", "create-replacement", "delete-replaced", "delete", "discard"}
 # Argo CD parses admin.passwordMtime with Go's time.RFC3339 only (FACTS.md, Argo CD).
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-CLUSTER_SCOPED = {
-    "Namespace",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration",
-    "ClusterSecretStore",
-    "PriorityClass",
-}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from cluster_secrets.kube import Api, object_path
+from cluster_secrets.kube import CLUSTER_SCOPED, Api, object_path
 from cluster_secrets.takeover import HELM_RELEASE, RELEASE_DEPLOYMENTS, helm_release
 
 # Pulumi's marker of an encrypted value in an exported state: never compared, never shown.
@@ -64,7 +64,8 @@ def find(deployment: Mapping[str, Any] | None, api: Api) -> list[Drift]:
         kind, meta = inputs.get("kind"), inputs.get("metadata")
         if resource.get("delete") or resource["type"] == HELM_RELEASE or not isinstance(meta, Mapping) or not kind:
             continue
-        name, namespace = meta.get("name"), meta.get("namespace")
+        # A cluster-scoped kind may still carry a namespace in its recorded inputs (a create that failed).
+        name, namespace = meta.get("name"), None if kind in CLUSTER_SCOPED else meta.get("namespace")
         if not isinstance(name, str) or not (namespace is None or isinstance(namespace, str)):
             continue
         what = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"

@@ -45,6 +45,18 @@ class LiveCluster(Cluster, Api, Protocol):
     """Both ways of reading, as KubeCluster offers them (status reads typed objects and, for drift, paths)."""
 
 
+# Kinds without a namespace, of those the program and the reference setup make.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ClusterSecretStore",
+    "PriorityClass",
+}
+
 # Kinds whose plural is not the kind in lower case plus "s".
 _PLURALS = {"Ingress": "ingresses", "NetworkPolicy": "networkpolicies", "PodSecurityPolicy": "podsecuritypolicies"}
 

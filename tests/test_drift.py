@@ -60,6 +60,12 @@ def test_objects_as_applied_are_no_drift_and_secrets_are_never_compared():
     assert drift.differences({"a": CIPHERTEXT}, {"a": "anything"}) == []
 
 
+def test_a_cluster_scoped_object_is_read_without_the_namespace_its_inputs_may_carry():
+    recorded = deployment()
+    recorded["resources"][0]["inputs"]["metadata"]["namespace"] = "default"
+    assert drift.find(recorded, cluster_as_applied()) == []
+
+
 def test_a_deleted_object_and_an_edited_spec_are_drift():
     cluster = cluster_as_applied()
     cluster.paths[STORE_PATH]["spec"]["provider"]["onepassword"]["connectHost"] = "http://elsewhere:8080"
