@@ -4,9 +4,9 @@ Pulumi compares the program with its state, not with the cluster, so an External
 hand, or a store whose spec was edited, looks unchanged to a plain `up`. The objects the program
 applies itself (not those inside its Helm releases) are cheap to read, so the preflight reads them
 and compares each with the inputs the state recorded: `up` then refreshes just those from the
-cluster (`pulumi refresh --target`), and its update applies them again. Inside the releases, Helm's
-three-way merge puts back only what the chart changes, so a Deployment scaled to 0 by hand stays at
-0 through any number of upgrades: `up` scales it back to the replicas of the release's manifest.
+cluster (`pulumi refresh --target`), and its update applies them again. Inside the releases: an
+`up` that changes nothing in a release runs no Helm upgrade, so a Deployment scaled to 0 by hand
+stays at 0; `up` scales it back to the replicas of the release's manifest.
 
 Not seen here: values edited in 1Password (the items are not read for this), and objects inside the
 releases other than their main Deployments' replicas.
