@@ -467,14 +467,19 @@ def plugin_path(name: str, plugins: Path | None = None) -> Path:
 
 
 def plugin_script(name: str, repo: Path = REPO) -> str:
+    """The plugin: the venv's Python serving the stand-in, under the plugin's own name (`exec -a`).
+    A real plugin's process is named pulumi-resource-NAME, and a run killed outright leaves it running:
+    the tool finds such processes by that name and stops them (cluster_secrets/recovery.py). Under
+    another name Python no longer finds its venv by itself, hence the venv's site-packages on the path."""
     python = repo / ".venv" / "bin" / "python"  # the venv's interpreter, not the file it links to
+    site = repo / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     return (
-        "#!/bin/sh\n"
+        "#!/usr/bin/env bash\n"
         f"# {MARKER}: pulumi-resource-{name} v{VERSIONS[name]} is NOT the real provider.\n"
         f"# Installed by `python -m e2e.standin_providers install` from {repo}.\n"
-        f"PYTHONPATH='{repo}'\n"
+        f"PYTHONPATH='{repo}:{site}'\n"
         "export PYTHONPATH\n"
-        f"exec '{python}' -m e2e.standin_providers serve {name} \"$@\"\n"
+        f'exec -a "$0" \'{python}\' -m e2e.standin_providers serve {name} "$@"\n'
     )
 
 
