@@ -256,8 +256,8 @@ def gitops_line(application: Obj | None, target: Target, ns: str) -> Line:
             False,
             f"{where}: the last sync {operation['phase']}: {operation.get('message', '')}. Fix: {describe}",
         )
-    sync = (status.get("sync") or {}).get("status")
-    health = (status.get("health") or {}).get("status")
+    synced = status.get("sync") or {}
+    sync, health = synced.get("status"), (status.get("health") or {}).get("status")
     if not sync:
         return Line(
             "gitops",
@@ -266,7 +266,7 @@ def gitops_line(application: Obj | None, target: Target, ns: str) -> Line:
         )
     if sync != "Synced" or health != "Healthy":
         return Line("gitops", False, f"{where} {sync}, {health or 'no health'}. Fix: wait for the sync, or {describe}")
-    revision = str((status.get("sync") or {}).get("revision") or "")[:12]
+    revision = str(synced.get("revision") or "")[:12]
     return Line("gitops", True, f"{where} Synced at {revision or 'an unknown revision'}, Healthy")
 
 
@@ -351,17 +351,15 @@ def check_chain(
     return lines if deployment is None else [*lines, drift_line(deployment, cluster, stack)]
 
 
-def read_outputs(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> dict[str, Any]:
-    """The stack's non-secret outputs, opened as `up` opens it, but never creating the stack."""
+def read_stack(
+    project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stack's non-secret outputs and its state (`pulumi stack export`, secrets left encrypted),
+    opened once as `up` opens it, but never creating the stack."""
     stack = deploy.open_stack(project_dir, stack_name, environ, say, create=False)
     # Secret outputs (the admin password) are dropped at once: status never needs them.
-    return {name: value.value for name, value in stack.outputs().items() if not value.secret}
-
-
-def read_deployment(project_dir: Path, stack_name: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The stack's state as `pulumi stack export` gives it, secrets left encrypted."""
-    stack = deploy.open_stack(project_dir, stack_name, environ, lambda line: None, create=False)
-    return dict(preflight.StateFile(stack).export().get("deployment") or {})
+    plain = {name: value.value for name, value in stack.outputs().items() if not value.secret}
+    return plain, dict(preflight.StateFile(stack).export().get("deployment") or {})
 
 
 def run(
@@ -371,9 +369,10 @@ def run(
     say: deploy.Print,
     complain: deploy.Print | None = None,
     connect: Callable[[str, str], LiveCluster] = KubeCluster,
-    outputs_of: Callable[[Path, str, Mapping[str, str], deploy.Print], dict[str, Any]] = read_outputs,
+    stack_of: Callable[
+        [Path, str, Mapping[str, str], deploy.Print], tuple[dict[str, Any], Mapping[str, Any]]
+    ] = read_stack,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    state_of: Callable[[Path, str, Mapping[str, str]], Mapping[str, Any] | None] = read_deployment,
 ) -> int:
     """Print the chain (errors go to `complain`, stderr by default, as in deploy.run).
 
@@ -381,8 +380,7 @@ def run(
     complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         config = load_config(project_values(stack_config(project_dir, stack)), stack)
-        stack_outputs = outputs_of(project_dir, stack, environ, say)
-        deployment = state_of(project_dir, stack, environ)
+        stack_outputs, deployment = stack_of(project_dir, stack, environ, say)
         cluster = connect(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
         say(f"Stack {stack}, kube context {config.kube_context}:")
         lines = check_chain(

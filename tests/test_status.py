@@ -61,9 +61,8 @@ def run_status(cluster: FakeCluster, stack_outputs: Mapping[str, Any]) -> tuple[
         lines.append,
         lines.append,
         connect=lambda path, context: cluster,
-        outputs_of=lambda project, stack, environ, say: dict(stack_outputs),
+        stack_of=lambda project, stack, environ, say: (dict(stack_outputs), {"resources": []}),
         clock=lambda: NOW,
-        state_of=lambda project, stack, environ: {"resources": []},
     )
     return code, "\n".join(lines)
 
@@ -320,9 +319,11 @@ def test_run_reads_outputs_through_the_cli_and_drops_secret_ones(tmp_path: Path)
     (cli.home / "state.json").write_text(json.dumps(state))
     seen: list[Mapping[str, Any]] = []
 
-    def outputs_of(project: Path, stack: str, environ: Mapping[str, str], say: Callable[[str], None]) -> dict:
-        found = status.read_outputs(project, stack, environ, say)
-        seen.append(found)
+    def stack_of(
+        project: Path, stack: str, environ: Mapping[str, str], say: Callable[[str], None]
+    ) -> tuple[dict, dict]:
+        found = status.read_stack(project, stack, environ, say)
+        seen.append(found[0])
         return found
 
     lines: list[str] = []
@@ -335,11 +336,11 @@ def test_run_reads_outputs_through_the_cli_and_drops_secret_ones(tmp_path: Path)
             lines.append,
             lines.append,
             lambda p, c: FakeCluster(),
-            outputs_of,
+            stack_of,
             lambda: NOW,
         )
         missing = status.run(
-            cli.project, "elsewhere", environ, lines.append, lines.append, lambda p, c: FakeCluster(), outputs_of
+            cli.project, "elsewhere", environ, lines.append, lines.append, lambda p, c: FakeCluster(), stack_of
         )
     text = "\n".join(lines)
     assert code == converge.EXIT_OK, text
@@ -372,8 +373,7 @@ def test_an_unreachable_cluster_is_an_environment_error(tmp_path: Path):
         {"KUBECONFIG": str(kubeconfig(tmp_path / "config", "https://127.0.0.1:9"))},
         lines.append,
         lines.append,
-        outputs_of=lambda project, stack, environ, say: healthy_outputs(),
-        state_of=lambda project, stack, environ: {"resources": []},
+        stack_of=lambda project, stack, environ, say: (healthy_outputs(), {"resources": []}),
     )
     assert code == converge.EXIT_USAGE
     assert lines[-1].startswith("error: reading Deployment onepassword/onepassword-connect")
