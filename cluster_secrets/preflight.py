@@ -94,12 +94,19 @@ def without(deployment: Mapping[str, Any], urns: set[str]) -> dict[str, Any]:
     return result
 
 
-def settle(state: "StateFile", pending: Sequence[recovery.Pending], created: Sequence[Found], say: Print) -> dict:
-    """Before `up`: the operations an interrupted run left, settled (recovery.py); the state afterwards."""
+def settle(
+    state: "StateFile",
+    deployment: Mapping[str, Any] | None,
+    pending: Sequence[recovery.Pending],
+    created: Sequence[Found],
+    say: Print,
+) -> dict:
+    """Before `up`: the operations an interrupted run left in `deployment`, settled (recovery.py); the
+    state afterwards. The refresh keeps the components and the provider the imports name."""
     say(settling_message(pending, created))
     state.refresh(["--clear-pending-creates"])
     if created:
-        state.import_resources(*pending_imports(created, state.export().get("deployment")))
+        state.import_resources(*pending_imports(created, deployment))
     return state.export()
 
 
@@ -289,7 +296,7 @@ def check(
             api = cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
             found = discover(config, registrations, deployment, api, listed.get(working, []), working)
             if pending and command == "up":
-                exported = settle(state, pending, created_by(pending, found), say)
+                exported = settle(state, deployment, pending, created_by(pending, found), say)
                 deployment = exported.get("deployment")
                 items = state_items(deployment)
                 found = discover(config, registrations, deployment, api, listed.get(working, []), working)
