@@ -299,6 +299,15 @@ def run_tool(
     return run
 
 
+def status_links(output: str, links: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """link -> (OK|BROKEN, text) of the lines for `links` in `./cluster-secrets status`'s output
+    (`<link:16> <OK|BROKEN:6> <text>`, cluster_secrets/status.py Line); the longest name first, so
+    `gitops creds` is not read as `gitops`."""
+    names = "|".join(re.escape(link) for link in sorted(links, key=len, reverse=True))
+    line = re.compile(rf"^\s*({names})\s+(OK|BROKEN)\s+(.*)$")
+    return {m.group(1): (m.group(2), m.group(3)) for text in output.splitlines() if (m := line.match(text))}
+
+
 def plugins_in_use() -> list[str]:
     """One line per provider plugin: what the binary the engine will load is (bridged, built, stand-in)."""
     return [f"plugin {name} {version}: {describe_plugin(plugin_binary(name, version))}" for name, version in PLUGINS]

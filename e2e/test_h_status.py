@@ -8,13 +8,12 @@ files run in name order; f destroys only its own stack `e2e-faults`, e's `e2e-2`
 so `e2e` is converged here, its ESO upgraded by d where d ran.
 """
 
-import re
 import time
 
 from components.admin_secret import ARGOCD_SECRET_KEYS
 from e2e.conftest import Deployment
 from e2e.controlplane import wait_until
-from e2e.harness import FIGURES, Run, secret_data
+from e2e.harness import FIGURES, Run, secret_data, status_links
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 # The links status prints, in order (status.check_chain): `<link:16> <OK|BROKEN:6> <text>`.
@@ -28,18 +27,12 @@ LINKS = (
     "hand-off",
     "argocd server",
 )
-LINE = re.compile(rf"^\s*({'|'.join(re.escape(link) for link in LINKS)})\s+(OK|BROKEN)\s+(.*)$")
 RECOVERY_TIMEOUT = 180  # s: ESO's kubelet restarts the controller (up to 90 s to be ready), then it syncs
 
 
 def chain(run: Run) -> dict[str, tuple[str, str]]:
     """link -> (OK|BROKEN, text), from status's output (the run's lines carry no prefix)."""
-    found: dict[str, tuple[str, str]] = {}
-    for line in run.output.splitlines():
-        match = LINE.match(line)
-        if match:
-            found[match.group(1)] = (match.group(2), match.group(3))
-    return found
+    return status_links(run.output, LINKS)
 
 
 def status(primary: Deployment, label: str) -> tuple[Run, dict[str, tuple[str, str]]]:
@@ -66,7 +59,7 @@ def test_status_of_the_converged_stack_is_all_ok(primary: Deployment) -> None:
     # The healthy output, as a sample for the README (no secret in it: checked above). Only status's
     # own lines: the run's output also holds urllib3's InsecureRequestWarning (stderr), one per read,
     # because the suite's kubeconfig has `insecure-skip-tls-verify` (a loopback cluster).
-    sample = [line for line in run.output.splitlines() if line.startswith("Stack ") or LINE.match(line)]
+    sample = [line for line in run.output.splitlines() if line.startswith("Stack ") or status_links(line, LINKS)]
     print("\n--- h: healthy `./cluster-secrets status e2e` output:")
     print("\n".join(sample), flush=True)
 

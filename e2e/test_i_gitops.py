@@ -38,7 +38,7 @@ from components.gitops import REPOSITORY_LABELS, root_application
 from e2e.conftest import Connect, Deployment
 from e2e.controlplane import HostProcess, Unavailable, start_argocd_gitops, start_argocd_server, wait_until
 from e2e.git_server import GitServer, Repository
-from e2e.harness import FIGURES, PROJECT, Run, Secret, ready, secret_data
+from e2e.harness import FIGURES, PROJECT, Run, Secret, ready, secret_data, status_links
 
 REPO_PATH = "clusters/e2e"
 ITEM = "homelab-gitops"  # a Login item in the primary's working vault, which its store searches
@@ -190,14 +190,7 @@ def root_synced_at(primary: Deployment, revision: str) -> dict[str, Any] | None:
 
 def gitops_links(run: Run) -> dict[str, tuple[str, str]]:
     """link -> (OK|BROKEN, text) for status's two GitOps links."""
-    found = {}
-    for line in run.output.splitlines():
-        for link in ("gitops creds", "gitops"):
-            rest = line[len(link) :]
-            if line.startswith(link) and rest[:1] == " " and rest.split()[0] in ("OK", "BROKEN"):
-                state, _, text = rest.strip().partition(" ")
-                found[link] = (state, text.strip())
-    return found
+    return status_links(run.output, ("gitops creds", "gitops"))
 
 
 def app_objects(primary: Deployment) -> dict[str, dict[str, Any] | None]:

@@ -26,7 +26,7 @@ from cluster_secrets import recovery
 from cluster_secrets.converge import Phase, phase_of
 from e2e.conftest import WRONG_VAULT, Connect, Deployment, SecretWatch, deployment
 from e2e.controlplane import wait_until
-from e2e.harness import FIGURES, Run
+from e2e.harness import FIGURES, Run, status_links
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 HELM_INSTALL = "create kubernetes:helm.sh/v3:Release"
@@ -124,16 +124,6 @@ CONNECT_PATH = "/apis/apps/v1/namespaces/onepassword/deployments/onepassword-con
 DRIFT_CHECK = ["--refresh", "--expect-no-changes"]
 
 
-def status_links(run: Run) -> dict[str, str]:
-    """link -> its line, from status's output."""
-    found = {}
-    for line in run.output.splitlines():
-        for link in ("connect", "external secret", "argocd-secret", "drift"):
-            if line.startswith(link + " ") and line[17:23].strip() in ("OK", "BROKEN"):
-                found[link] = line
-    return found
-
-
 def test_drift_is_named_by_status_and_the_drift_check_and_repaired_by_up(wrong: Deployment) -> None:
     run = wrong.tool("status", "n: status before drift")
     assert run.code == 0, "the stack is not healthy before the drift (its output is above)"
@@ -147,12 +137,13 @@ def test_drift_is_named_by_status_and_the_drift_check_and_repaired_by_up(wrong: 
 
     run = wrong.tool("status", "n: status with drift")
     assert run.code == 1
-    links = status_links(run)
-    assert "BROKEN" in links["connect"] and "scaled to 0" in links["connect"]
-    assert "BROKEN" in links["external secret"] and "not found" in links["external secret"]
-    assert "BROKEN" in links["argocd-secret"]
-    assert "ExternalSecret argocd/argocd-secret: deleted" in links["drift"]
-    assert "ClusterSecretStore one-secretstore: spec.provider.onepassword.connectHost changed" in links["drift"]
+    links = status_links(run.output, ("connect", "external secret", "argocd-secret", "drift"))
+    assert links["connect"][0] == "BROKEN" and "scaled to 0" in links["connect"][1]
+    assert links["external secret"][0] == "BROKEN" and "not found" in links["external secret"][1]
+    assert links["argocd-secret"][0] == "BROKEN"
+    assert links["drift"][0] == "BROKEN"
+    assert "ExternalSecret argocd/argocd-secret: deleted" in links["drift"][1]
+    assert "ClusterSecretStore one-secretstore: spec.provider.onepassword.connectHost changed" in links["drift"][1]
     check = wrong.tool("preview", "n: the drift check, with drift", extra=DRIFT_CHECK)
     assert check.code == 1, "the drift check passed on a drifted stack"
 
