@@ -117,6 +117,7 @@ pulumi.export(outputs.ARGOCD_SECRET_ITEM_VAULT, argocd.admin.vault)
 pulumi.export(outputs.ARGOCD_SECRET_ITEM_TITLE, argocd.admin.secret_item_title)
 pulumi.export(outputs.ARGOCD_ADMIN_ITEM_TITLE, argocd.admin.admin_item_title)
 pulumi.export(outputs.ARGOCD_SECRET_REVISION, argocd.admin.revision)
+pulumi.export(outputs.ARGOCD_ITEM_DIGESTS, argocd.admin.digests)
 pulumi.export(
     outputs.CHART_VERSIONS,
     {

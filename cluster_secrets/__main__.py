@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from cluster_secrets import adopt, charts, converge, deploy, desired, init, plan, render, review, status
+from cluster_secrets import adopt, charts, converge, deploy, desired, init, plan, recovery, render, review, status
 from cluster_secrets.errors import UsageError
 from components.errors import ConfigError
 
@@ -177,6 +177,9 @@ def main(argv: list[str]) -> int:
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")
         return converge.EXIT_USAGE
+    except (KeyboardInterrupt, recovery.Cancelled):  # plan, diff and status only read: nothing to report
+        complain("Interrupted.")
+        return converge.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

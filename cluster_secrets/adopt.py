@@ -89,7 +89,7 @@ def item_blockers(secret: ItemDetails | None, admin: ItemDetails | None, config:
             "provider's item data source reads only fields in a section): move them into one in the 1Password app"
         )
         return problems
-    password = admin.value("password") or next((f.value for f in admin.fields if f.purpose == "PASSWORD"), "")
+    password = admin.password
     if not password:
         problems.append(f"1Password item {admin.title!r} has no password: set the one Argo CD accepts")
         return problems
@@ -243,7 +243,7 @@ def run(
     config = deploy.check_stack_file(project_dir, stack_name, "up")
     assert config is not None
     stack = deploy.open_for_run(project_dir, stack_name, environ, say)
-    state = preflight.StateFile(stack)
+    state = preflight.StateFile(stack, say)
     deployment = state.export().get("deployment")
     evaluation = desired.evaluate_stack(project_dir, stack_name)
     try:

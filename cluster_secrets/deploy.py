@@ -23,6 +23,7 @@ from cluster_secrets.kube import Cluster, ClusterError, KubeCluster, eso_version
 from cluster_secrets.onepassword import OnePasswordError
 from cluster_secrets.stack_files import project_values, read_yaml, stack_config, stack_file
 from components import outputs
+from components.admin_secret import SECRET_ITEM
 from components.config import StackConfig, load_config
 from components.errors import ConfigError
 
@@ -155,9 +156,9 @@ def open_for_run(project_dir: Path, stack_name: str, environ: Mapping[str, str],
     return stack
 
 
-def interrupted_report(stack: auto.Stack, command: str) -> str:
+def interrupted_report(stack: auto.Stack, command: str, say: Print) -> str:
     """What an interrupted run left: the state's size, its unfinished operations, the hand-off phase."""
-    deployment = preflight.StateFile(stack).export().get("deployment") or {}
+    deployment = preflight.StateFile(stack, say).export().get("deployment") or {}
     pending = recovery.pending_operations(deployment)
     phase = converge.phase_of(plain_outputs(stack.outputs()))
     left = recovery.pending_message(stack.name, pending) if pending else "Nothing was left unfinished."
@@ -176,22 +177,35 @@ T = TypeVar("T")
 def pulumi_run(stack: auto.Stack, command: str, progress: "Progress", call: Callable[..., T]) -> T:
     """One Automation API call (`call(on_event=...)`) that a Ctrl-C cancels gracefully (recovery.py);
     a lock held by another run and an interruption become the tool's own errors."""
-    with recovery.pulumi_cancels_gracefully(progress.say) as interrupts:
 
+    def run(interrupts: recovery.Interrupts) -> T:
         def on_event(event: auto.EngineEvent) -> None:
             interrupts.seen(event)
             progress(event)
 
-        try:
-            return call(on_event=on_event)
-        except auto.CommandError as error:
-            if recovery.is_locked_error(error):
-                backend = stack.workspace.env_vars.get("PULUMI_BACKEND_URL", "")
-                locks = recovery.stack_locks(backend, stack.name)
-                raise UsageError(recovery.locked_message(stack.name, backend, locks)) from None
-            if interrupts.count:
-                raise Interrupted(interrupted_report(stack, command)) from None
-            raise
+        return call(on_event=on_event)
+
+    try:
+        return recovery.cancellable(progress.say, run)
+    except recovery.Cancelled:
+        raise Interrupted(interrupted_report(stack, command, progress.say)) from None
+    except auto.CommandError as error:
+        if recovery.is_locked_error(error):
+            backend = stack.workspace.env_vars.get("PULUMI_BACKEND_URL", "")
+            locks = recovery.stack_locks(backend, stack.name)
+            raise UsageError(recovery.locked_message(stack.name, backend, locks)) from None
+        raise
+
+
+def run_preflight(
+    stack: auto.Stack, config: StackConfig | None, command: str, environ: Mapping[str, str], say: Print, checks: Checks
+) -> None:
+    """The preflight (preflight.py), whose own Pulumi commands (a refresh, an import) a Ctrl-C cancels
+    as gracefully as the run's, and reports the same way."""
+    try:
+        checks.preflight(stack, config, command, environ, say)
+    except recovery.Cancelled:
+        raise Interrupted(interrupted_report(stack, command, say)) from None
 
 
 def plain_outputs(output_map: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
@@ -225,6 +239,7 @@ def confirm_synced(
         namespace=str(stack_outputs.get(outputs.ARGOCD_NAMESPACE) or config.argocd_namespace),
         eso_version=version,
         mtime=str(mtime),
+        digests=(stack_outputs.get(outputs.ARGOCD_ITEM_DIGESTS) or {}).get(SECRET_ITEM),
     )
     try:
         cluster = checks.cluster(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
@@ -243,7 +258,7 @@ def up(
     confirmed in the cluster."""
     mode = config.argocd_create_secret
     stack = open_for_run(project_dir, stack_name, environ, say)
-    checks.preflight(stack, config, "up", environ, say)
+    run_preflight(stack, config, "up", environ, say, checks)
     before = converge.phase_of(plain_outputs(stack.outputs()))
     say(f"Stack {stack_name}: {before.value}.")
     progress = Progress(say, "")
@@ -281,7 +296,7 @@ def preview(
     every resource first), and with `expect_no_changes` failing (exit 1) when it would change anything:
     the scheduled drift check."""
     stack = open_for_run(project_dir, stack_name, environ, say)
-    checks.preflight(stack, config, "preview", environ, say)
+    run_preflight(stack, config, "preview", environ, say, checks)
     call = functools.partial(stack.preview, refresh=refresh or None, expect_no_changes=expect_no_changes or None)
     try:
         result = pulumi_run(stack, "preview", Progress(say, "preview"), call)
@@ -299,7 +314,7 @@ def preview(
 
 def destroy(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: Print, checks: Checks) -> int:
     stack = open_for_run(project_dir, stack_name, environ, say)
-    checks.preflight(stack, None, "destroy", environ, say)
+    run_preflight(stack, None, "destroy", environ, say, checks)
     result = pulumi_run(stack, "destroy", Progress(say, "destroy"), stack.destroy)
     say(f"Destroyed {stack_name}: {converge.format_changes(result.summary.resource_changes or {})}.")
     say(
@@ -323,6 +338,13 @@ def guarded(command: str, action: Callable[[], int], complain: Print | None = No
         return converge.EXIT_NO_CLI
     except Interrupted as error:
         complain(str(error))
+        return converge.EXIT_INTERRUPTED
+    except recovery.Cancelled:
+        complain(f"Interrupted: `{command}` stopped; Pulumi recorded what it had done. Run it again to go on.")
+        return converge.EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        # Raised only where no Pulumi command runs (recovery.pulumi_cancels_gracefully): nothing in flight.
+        complain(f"Interrupted: `{command}` stopped while no Pulumi command ran; run it again to go on.")
         return converge.EXIT_INTERRUPTED
     except auto.CommandError as error:
         complain(f"error: pulumi {command} failed:\n{error}")

@@ -8,8 +8,12 @@ cluster (`pulumi refresh --target`), and its update applies them again. Inside t
 `up` that changes nothing in a release runs no Helm upgrade, so a Deployment scaled to 0 by hand
 stays at 0; `up` scales it back to the replicas of the release's manifest.
 
-Not seen here: values edited in 1Password (the items are not read for this), and objects inside the
-releases other than their main Deployments' replicas.
+The stack's two 1Password items are compared with what it wrote to them: their titles with the
+state's, their values with the digests the program exports (`argocdItemDigests`), so no value of
+the state is decrypted for it. An edited item is refreshed like an edited object, and the update
+writes the stack's values back; ESO then copies them into argocd-secret (synced.py waits for it).
+
+Not seen here: objects inside the releases other than their main Deployments' replicas.
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,7 +23,9 @@ from typing import Any
 import yaml
 
 from cluster_secrets.kube import CLUSTER_SCOPED, Api, object_path
+from cluster_secrets.onepassword import ItemDetails
 from cluster_secrets.takeover import HELM_RELEASE, RELEASE_DEPLOYMENTS, helm_release
+from components.admin_secret import ADMIN_ITEM_PASSWORD, digest
 
 # Pulumi's marker of an encrypted value in an exported state: never compared, never shown.
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
@@ -77,11 +83,27 @@ def find(deployment: Mapping[str, Any] | None, api: Api) -> list[Drift]:
     return drifts
 
 
+def item_drift(urn: str, what: str, item: ItemDetails, title: str, written: Mapping[str, str]) -> Drift | None:
+    """An item of the stack as 1Password holds it, against the title the state records and the
+    digests of the values the stack wrote (`written`: field label -> digest); None when they match.
+    Only labels are named, never a value."""
+    changes = [f"title changed to {item.title!r}"] if item.title != title else []
+    edited = [label for label, wanted in written.items() if digest(_field(item, label)) != wanted]
+    if edited:
+        changes.append(f"{', '.join(edited)} edited")
+    return Drift(urn, what, f"{' and '.join(changes)} in 1Password") if changes else None
+
+
+def _field(item: ItemDetails, label: str) -> str:
+    # argocd-secret's keys are fields of a section; a login item's password is its built-in field.
+    return item.password if label == ADMIN_ITEM_PASSWORD else item.value(label, in_section=True)
+
+
 def drift_message(stack: str, drifts: Sequence[Drift], command: str) -> str:
     lines = [f"Stack {stack}: changed by hand since the last up:"]
     lines += [f"  {d.what}: {d.how}" for d in drifts]
     if command == "up":
-        lines.append("Refreshing them from the cluster first, so this up applies them again.")
+        lines.append("Refreshing them from where they live first, so this up applies them again.")
     else:
         lines.append(f"`./cluster-secrets up {stack}` applies them again (a preview without --refresh cannot see it).")
     return "\n".join(lines)

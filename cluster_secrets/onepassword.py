@@ -61,6 +61,11 @@ class ItemDetails:
         found = [f for f in self.fields if f.label == label and in_section in (None, f.in_section)]
         return found[0].value if found else ""
 
+    @property
+    def password(self) -> str:
+        """A login or password item's password: the field labelled password, else the one of that purpose."""
+        return self.value("password") or next((f.value for f in self.fields if f.purpose == "PASSWORD"), "")
+
 
 class Vaults(Protocol):
     def vault_id(self, name: str) -> str: ...

@@ -14,7 +14,8 @@ provider") are caught here rather than in the middle of a run:
 
 It also carries out the checks of the other modules before Pulumi runs: objects and items that
 exist outside the stack (takeover.py), an ESO bump that needs a step first (upgrade_guard.py), what
-an interrupted run left (recovery.py) and what changed by hand in the cluster (drift.py).
+an interrupted run left (recovery.py) and what changed by hand in the cluster or in the stack's
+1Password items (drift.py).
 
 Pure decisions over the exported state and the vault's item list; the glue (`check`) reads them.
 """
@@ -36,6 +37,8 @@ from cluster_secrets.errors import UsageError
 from cluster_secrets.kube import Api, ClusterError, KubeCluster, kubeconfig_file
 from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, reader
 from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, conflict_message, discover
+from components import outputs
+from components.admin_secret import ADMIN_ITEM, SECRET_ITEM
 from components.config import StackConfig
 
 Print = Callable[[str], None]
@@ -65,6 +68,29 @@ def state_items(deployment: Mapping[str, Any] | None) -> list[StateItem]:
 def deleted_items(state: Sequence[StateItem], listed: Mapping[str, Sequence[ItemSummary]]) -> list[StateItem]:
     """The state's items that their vault (vault ID -> its item list) no longer holds."""
     return [item for item in state if item.item_id not in {found.id for found in listed[item.vault_id]}]
+
+
+def edited_items(
+    items: Sequence[StateItem], stack_outputs: Mapping[str, Any], vaults: Callable[[], Vaults]
+) -> list[drift.Drift]:
+    """The stack's items whose title or values 1Password no longer holds as the stack wrote them
+    (drift.item_drift, against the argocdItemDigests output). Reads each such item once; none for a
+    stack deployed before that output existed, or that owns no items."""
+    digests = stack_outputs.get(outputs.ARGOCD_ITEM_DIGESTS) or {}
+    roles = {
+        stack_outputs.get(outputs.ARGOCD_SECRET_ITEM_TITLE): SECRET_ITEM,
+        stack_outputs.get(outputs.ARGOCD_ADMIN_ITEM_TITLE): ADMIN_ITEM,
+    }
+    vault = stack_outputs.get(outputs.ARGOCD_SECRET_ITEM_VAULT)
+    found = []
+    for item in items:
+        written = digests.get(roles.get(item.title, ""))
+        if not written:
+            continue
+        what = f"1Password item {item.title!r} in vault {vault!r}"
+        edited = drift.item_drift(item.urn, what, vaults().item(item.vault_id, item.item_id), item.title, written)
+        found += [edited] if edited else []
+    return found
 
 
 def deleted_message(deleted: Sequence[StateItem], command: str) -> str:
@@ -197,14 +223,21 @@ class StateFile:
     """The stack's state as `pulumi stack export` and `import` move it: secrets stay ciphertext (the
     Automation API's export_stack decrypts them, and its import_stack writes them to a file in clear)."""
 
-    def __init__(self, stack: auto.Stack):
+    def __init__(self, stack: auto.Stack, say: Print):
         workspace = stack.workspace
         assert isinstance(workspace, auto.LocalWorkspace)
-        self.stack, self.workspace = stack, workspace
+        self.stack, self.workspace, self.say = stack, workspace, say
 
     def _run(self, *args: str) -> str:
+        """One `pulumi` command; a Ctrl-C cancels it gracefully and raises recovery.Cancelled."""
         command = [*args, "--stack", self.stack.name]
-        return self.workspace.pulumi_command.run(command, self.workspace.work_dir, self.workspace.env_vars).stdout
+        workspace = self.workspace
+
+        def run(interrupts: recovery.Interrupts) -> str:
+            result = workspace.pulumi_command.run(command, workspace.work_dir, workspace.env_vars, interrupts.heard)
+            return result.stdout
+
+        return recovery.cancellable(self.say, run)
 
     def export(self) -> dict[str, Any]:
         return json.loads(self._run("stack", "export"))
@@ -264,9 +297,9 @@ def check(
     only the state) on `stack`. Raises UsageError when the stack would create what exists already
     (takeover.py) or when its ESO chart bump needs a step first (upgrade_guard.py), OnePasswordError or
     ClusterError when 1Password or the cluster cannot be read. Not on preview: settles what an
-    interrupted run left (recovery.py), refreshes what changed by hand in the cluster (drift.py), and
-    takes items deleted by hand out of the state."""
-    state = StateFile(stack)
+    interrupted run left (recovery.py), refreshes what changed by hand in the cluster or in the items
+    (drift.py), and takes items deleted by hand out of the state."""
+    state = StateFile(stack, say)
     exported = state.export()
     deployment = exported.get("deployment")
     pending = recovery.pending_operations(deployment)
@@ -311,6 +344,12 @@ def check(
         if found:
             raise UsageError(conflict_message(stack.name, found))
         check_upgrade(stack.name, config, releases, live_eso, say)
+        kept = [item for item in items if item not in deleted_items(items, listed)]
+        stack_outputs = {name: output.value for name, output in stack.outputs().items()} if kept else {}
+        try:
+            drifts += edited_items(kept, stack_outputs, lambda: onepassword)
+        except OnePasswordError as error:
+            raise OnePasswordError(f"before {command}, reading 1Password: {error}") from None
         if repair(state, api, drifts, scaled, command, stack.name, say):
             exported = state.export()
     deleted = deleted_items(items, listed)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
@@ -217,10 +217,14 @@ class Interrupts:
     count: int = 0
     acknowledged: bool = False  # Pulumi said it is cancelling
 
-    def seen(self, event: auto.EngineEvent) -> None:
-        stdout = event.stdout_event
-        if stdout is not None and "received; cancelling" in stdout.message:
+    def heard(self, text: str) -> None:
+        """Output of Pulumi's: it says so when it starts cancelling (pkg/backend/cancellation_scope.go)."""
+        if "received; cancelling" in text:
             self.acknowledged = True
+
+    def seen(self, event: auto.EngineEvent) -> None:
+        if event.stdout_event is not None:
+            self.heard(event.stdout_event.message)
 
 
 @contextmanager
@@ -264,6 +268,29 @@ def pulumi_cancels_gracefully(say: Print, forward_after: float = 2.0) -> Iterato
         if in_main:
             for sig, before in previous.items():
                 signal.signal(sig, before)
+
+
+class Cancelled(Exception):
+    """A Ctrl-C or SIGTERM came while a Pulumi command ran (cancellable): the tool goes no further."""
+
+
+T = TypeVar("T")
+
+
+def cancellable(say: Print, call: Callable[[Interrupts], T]) -> T:
+    """`call` (one Pulumi command, given the interrupts to report its events to) under
+    pulumi_cancels_gracefully. Cancelled when a Ctrl-C or SIGTERM came meanwhile, whether Pulumi
+    stopped or still finished: the user asked to stop, so nothing after it runs."""
+    with pulumi_cancels_gracefully(say) as interrupts:
+        try:
+            result = call(interrupts)
+        except auto.CommandError:
+            if interrupts.count:
+                raise Cancelled() from None
+            raise
+    if interrupts.count:
+        raise Cancelled()
+    return result
 
 
 def _in_terminal_foreground() -> bool:

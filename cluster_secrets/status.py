@@ -8,8 +8,8 @@ printed: only key names and `admin.passwordMtime` (a timestamp) appear in the ou
 import base64
 import re
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ from cluster_secrets.kube import (
     eso_version,
     kubeconfig_file,
 )
+from cluster_secrets.onepassword import OnePasswordError, Vaults, reader
 from cluster_secrets.stack_files import project_values, stack_config
-from cluster_secrets.synced import REFRESH_ANNOTATION
+from cluster_secrets.synced import REFRESH_ANNOTATION, differing_keys
 from components import outputs
-from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS
+from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS, SECRET_ITEM
 from components.argocd import ARGOCD_SECRET
 from components.config import load_config
 from components.errors import ConfigError
@@ -45,6 +46,7 @@ CONNECT_DEPLOYMENT = "onepassword-connect"
 # The external-secrets chart names its controller's Deployment after the release (components/external_secrets.py).
 ESO_DEPLOYMENT = "external-secrets"
 ARGOCD_SERVER_DEPLOYMENT = "argocd-server"
+VaultReader = Callable[[Mapping[str, str], Mapping[str, str]], Vaults]
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,16 @@ def check_deployment(cluster: Cluster, link: str, namespace: str, name: str, sta
 
 
 def _secret_lines(
-    secret: Obj | None, external_secret: Obj | None, ns: str, mtime_in_state: Any, sync: str
+    secret: Obj | None,
+    external_secret: Obj | None,
+    ns: str,
+    mtime_in_state: Any,
+    sync: str,
+    stack: str,
+    digests: Mapping[str, str] | None = None,
 ) -> list[Line]:
-    """Lines 4 and 5: argocd-secret itself, and its admin.passwordMtime against the state's."""
+    """Lines 4 and 5: argocd-secret itself (with `digests`, its other values against what the stack
+    wrote to the item), and its admin.passwordMtime against the state's."""
     where = f"Secret {ns}/{ARGOCD_SECRET}"
     if secret is None:
         return [
@@ -170,6 +179,10 @@ def _secret_lines(
     if missing or extra:
         problems.append(f"keys missing: {', '.join(missing) or 'none'}; unexpected keys: {', '.join(extra) or 'none'}")
         fixes.append(f"check the 1Password item's fields, then {sync}")
+    other_keys = {key: value for key, value in (digests or {}).items() if key != ADMIN_PASSWORD_MTIME}
+    if stale := [key for key in differing_keys(data, other_keys) if key in data]:
+        problems.append(f"{', '.join(stale)} other than the stack wrote to the item (an edit in 1Password synced)")
+        fixes.append(f"./cluster-secrets up {stack} puts the item back and makes ESO sync")
     if problems:
         secret_line = Line("argocd-secret", False, f"{where}: {'; '.join(problems)}. Fix: {'; '.join(fixes)}")
     else:
@@ -286,15 +299,23 @@ def gitops_lines(cluster: Cluster, target: Target, ns: str, version: str | None,
     return [*lines, gitops_line(application, target, ns)]
 
 
-def drift_line(deployment: Mapping[str, Any], cluster: LiveCluster, stack: str) -> Line:
-    """The objects the stack applies itself, against what its state recorded (drift.py)."""
-    drifts = drift.find(deployment, cluster)
-    if not drifts:
-        return Line("drift", True, "the objects the stack applies itself are as its last up left them")
-    changed = "; ".join(f"{d.what}: {d.how}" for d in drifts)
-    return Line(
-        "drift", False, f"changed by hand: {changed}. Fix: ./cluster-secrets up {stack} (it applies them again)"
-    )
+def drift_line(
+    deployment: Mapping[str, Any], cluster: LiveCluster, stack: str, edited: Sequence[drift.Drift] | str = ()
+) -> Line:
+    """The objects the stack applies itself, against what its state recorded, and its 1Password items
+    against what it wrote to them (`edited`, or why they could not be read): drift.py."""
+    drifts = drift.find(deployment, cluster) + ([] if isinstance(edited, str) else list(edited))
+    problems = []
+    if drifts:
+        changed = "; ".join(f"{d.what}: {d.how}" for d in drifts)
+        problems.append(f"changed by hand: {changed}. Fix: ./cluster-secrets up {stack} (it applies them again)")
+    if isinstance(edited, str):
+        problems.append(
+            f"the 1Password items were not compared ({edited}). Fix: run status with the 1Password credentials up uses"
+        )
+    if problems:
+        return Line("drift", False, "; ".join(problems))
+    return Line("drift", True, "the objects the stack applies itself and its items are as its last up left them")
 
 
 def check_chain(
@@ -303,9 +324,10 @@ def check_chain(
     cluster: LiveCluster,
     now: datetime,
     deployment: Mapping[str, Any] | None = None,
+    edited: Sequence[drift.Drift] | str = (),
 ) -> list[Line]:
     """One line per link of the chain, in order, from the stack's plain (non-secret) outputs, at time `now`;
-    with the stack's exported `deployment`, a last line on drift."""
+    with the stack's exported `deployment`, a last line on drift (`edited`: the items, see drift_line)."""
     stack = target.stack
     up = f"./cluster-secrets up {stack}"
     lines = [
@@ -341,25 +363,48 @@ def check_chain(
 
     secret = cluster.secret(ns, ARGOCD_SECRET)
     mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
-    lines += _secret_lines(secret, external_secret, ns, mtime, sync)
+    digests = (stack_outputs.get(outputs.ARGOCD_ITEM_DIGESTS) or {}).get(SECRET_ITEM)
+    lines += _secret_lines(secret, external_secret, ns, mtime, sync, stack, digests)
 
     phase = converge.phase_of(stack_outputs)
     done = phase == converge.target_phase(target.create_secret_mode)
     lines.append(Line("hand-off", done, phase.value if done else f"{phase.value}. Fix: {up}"))
     lines.append(check_deployment(cluster, "argocd server", ns, ARGOCD_SERVER_DEPLOYMENT, stack))
     lines += gitops_lines(cluster, target, ns, version, now)
-    return lines if deployment is None else [*lines, drift_line(deployment, cluster, stack)]
+    return lines if deployment is None else [*lines, drift_line(deployment, cluster, stack, edited)]
 
 
-def read_stack(
-    project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stack's non-secret outputs and its state (`pulumi stack export`, secrets left encrypted),
-    opened once as `up` opens it, but never creating the stack."""
+@dataclass(frozen=True)
+class StackView:
+    """What status reads of a stack: its outputs but the secret ones (the item digests excepted), its
+    state (secrets encrypted), and its `onepassword:` config, for reading its items as `up` does."""
+
+    outputs: dict[str, Any]
+    deployment: Mapping[str, Any]
+    onepassword: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_stack(project_dir: Path, stack_name: str, environ: Mapping[str, str], say: deploy.Print) -> StackView:
+    """The stack, opened once as `up` opens it, but never created."""
     stack = deploy.open_stack(project_dir, stack_name, environ, say, create=False)
-    # Secret outputs (the admin password) are dropped at once: status never needs them.
-    plain = {name: value.value for name, value in stack.outputs().items() if not value.secret}
-    return plain, dict(preflight.StateFile(stack).export().get("deployment") or {})
+    # Secret outputs (the admin password) are dropped at once; the digests tell nothing of the values.
+    kept = {
+        name: value.value
+        for name, value in stack.outputs().items()
+        if not value.secret or name == outputs.ARGOCD_ITEM_DIGESTS
+    }
+    onepassword = {k: v.value for k, v in stack.get_all_config().items() if k.startswith("onepassword:")}
+    return StackView(kept, dict(preflight.StateFile(stack, say).export().get("deployment") or {}), onepassword)
+
+
+def edited_items(view: StackView, environ: Mapping[str, str], vaults: VaultReader) -> list[drift.Drift] | str:
+    """The stack's items against what it wrote to them (preflight.edited_items), or why 1Password
+    could not be read."""
+    items = preflight.state_items(view.deployment)
+    try:
+        return preflight.edited_items(items, view.outputs, lambda: vaults(view.onepassword, environ))
+    except OnePasswordError as error:
+        return str(error)
 
 
 def run(
@@ -369,10 +414,9 @@ def run(
     say: deploy.Print,
     complain: deploy.Print | None = None,
     connect: Callable[[str, str], LiveCluster] = KubeCluster,
-    stack_of: Callable[
-        [Path, str, Mapping[str, str], deploy.Print], tuple[dict[str, Any], Mapping[str, Any]]
-    ] = read_stack,
+    stack_of: Callable[[Path, str, Mapping[str, str], deploy.Print], StackView] = read_stack,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    vaults: VaultReader = reader,
 ) -> int:
     """Print the chain (errors go to `complain`, stderr by default, as in deploy.run).
 
@@ -380,11 +424,11 @@ def run(
     complain = complain or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         config = load_config(project_values(stack_config(project_dir, stack)), stack)
-        stack_outputs, deployment = stack_of(project_dir, stack, environ, say)
+        view = stack_of(project_dir, stack, environ, say)
         cluster = connect(kubeconfig_file(config.kubeconfig_path, environ), config.kube_context)
         say(f"Stack {stack}, kube context {config.kube_context}:")
         lines = check_chain(
-            stack_outputs,
+            view.outputs,
             Target(
                 stack,
                 config.connect_namespace,
@@ -397,7 +441,8 @@ def run(
             ),
             cluster,
             clock(),
-            deployment,
+            view.deployment,
+            edited_items(view, environ, vaults),
         )
     except (UsageError, ConfigError) as error:
         complain(f"error: {error}")

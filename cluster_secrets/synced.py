@@ -9,18 +9,20 @@ And objects `up` does not change are not awaited at all: the store after a new t
 ExternalSecret after its item was made again.
 
 So the tool looks at the chain itself: the ClusterSecretStore and the ExternalSecret `argocd-secret`
-Ready, and `admin.passwordMtime` in argocd-secret equal to the stack's output (renewed with the
-password: a rotation changes both). Whatever is behind is asked to sync again with an annotation
+Ready, `admin.passwordMtime` in argocd-secret equal to the stack's output (renewed with the
+password: a rotation changes both), and each of its keys matching the digest of what the stack
+wrote to the item (`argocdItemDigests`: a secret key rotated alone, or an item edited in 1Password
+and put back, changes no mtime). Whatever is behind is asked to sync again with an annotation
 (FACTS.md, ESO: any change to its annotations makes ESO reconcile it), every few seconds, bounded.
 """
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cluster_secrets.kube import ESO_GROUP, Cluster, ClusterError, Obj
-from components.admin_secret import ADMIN_PASSWORD_MTIME
+from components.admin_secret import ADMIN_PASSWORD_MTIME, digest
 from components.argocd import ARGOCD_SECRET
 
 # Not `force-sync`, which the program manages (components/argocd.py) and an `up` would set back.
@@ -37,6 +39,7 @@ class Target:
     namespace: str
     eso_version: str  # of the external-secrets.io API: v1beta1 or v1
     mtime: str
+    digests: Mapping[str, str] | None = None  # argocd-secret's key -> the digest of its value, if known
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,15 @@ class Outcome:
     message: str
 
 
-def live_mtime(cluster: Cluster, namespace: str) -> str | None:
-    """argocd-secret's admin.passwordMtime (a timestamp, not a secret), or None."""
-    secret = cluster.secret(namespace, ARGOCD_SECRET)
-    raw = ((secret or {}).get("data") or {}).get(ADMIN_PASSWORD_MTIME)
+def decoded(data: Mapping[str, str], key: str) -> str | None:
+    """A Secret's value of `key` as text, or None."""
+    raw = data.get(key)
     return base64.b64decode(raw).decode("utf-8", "replace") if raw else None
+
+
+def differing_keys(data: Mapping[str, str], digests: Mapping[str, str]) -> list[str]:
+    """The keys of a Secret's `data` whose values do not match `digests` (key -> digest); names only."""
+    return [key for key, wanted in digests.items() if digest(decoded(data, key) or "") != wanted]
 
 
 def not_ready(obj: Obj | None) -> str | None:
@@ -79,8 +86,12 @@ def behind(cluster: Cluster, target: Target) -> list[Lagging]:
     if (why := not_ready(external_secret)) is not None:
         why = f"ExternalSecret {where} not Ready ({why})"
         lagging.append(("externalsecrets", ARGOCD_SECRET, target.namespace, why))
-    if (live := live_mtime(cluster, target.namespace)) != target.mtime:
+    data = (cluster.secret(target.namespace, ARGOCD_SECRET) or {}).get("data") or {}
+    if (live := decoded(data, ADMIN_PASSWORD_MTIME)) != target.mtime:
         why = f"Secret {where} has {ADMIN_PASSWORD_MTIME} {live}, the stack's is {target.mtime}"
+        lagging.append(("externalsecrets", ARGOCD_SECRET, target.namespace, why))
+    elif stale := differing_keys(data, target.digests or {}):
+        why = f"Secret {where} has {', '.join(stale)} other than the stack wrote to the item"
         lagging.append(("externalsecrets", ARGOCD_SECRET, target.namespace, why))
     return lagging
 
@@ -113,4 +124,5 @@ def wait_until_synced(
     except ClusterError as error:
         return Outcome(False, f"Could not confirm that the cluster holds what this `up` deployed: {error}")
     held = f"argocd-secret has {ADMIN_PASSWORD_MTIME} {target.mtime}"
+    held += " and the values the stack wrote to its item" if target.digests else ""
     return Outcome(True, f"The cluster holds what was deployed: {held}.")

@@ -8,6 +8,8 @@ the salt is derived from 16 random bytes kept in Pulumi state.
 """
 
 import base64
+import hashlib
+from collections.abc import Mapping
 
 import bcrypt
 
@@ -20,6 +22,10 @@ ADMIN_PASSWORD_MTIME = "admin.passwordMtime"
 SERVER_SECRET_KEY = "server.secretkey"
 # Exactly the keys we own in argocd-secret, in the order they appear in the 1Password item.
 ARGOCD_SECRET_KEYS = (ADMIN_PASSWORD, ADMIN_PASSWORD_MTIME, SERVER_SECRET_KEY)
+
+# The two items' entries in the argocdItemDigests output (components/outputs.py).
+SECRET_ITEM, ADMIN_ITEM = "secretItem", "adminItem"
+ADMIN_ITEM_PASSWORD = "password"
 
 _STANDARD_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _BCRYPT_BASE64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -48,3 +54,17 @@ def hash_admin_password(password: str, salt_hex: str) -> str:
             f"the Argo CD admin password is {len(encoded)} bytes; bcrypt accepts at most {BCRYPT_MAX_PASSWORD_BYTES}"
         )
     return bcrypt.hashpw(encoded, bcrypt_salt(bytes.fromhex(salt_hex))).decode("ascii")
+
+
+def digest(value: str) -> str:
+    """A value's SHA-256: two copies of a secret compared without keeping either."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def item_digests(admin_password: str, secret_values: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The digest of each value the stack writes to its two items: argocd-secret's keys in the secret
+    item, the clear password in the admin item."""
+    return {
+        SECRET_ITEM: {key: digest(secret_values[key]) for key in ARGOCD_SECRET_KEYS},
+        ADMIN_ITEM: {ADMIN_ITEM_PASSWORD: digest(admin_password)},
+    }

@@ -16,6 +16,7 @@ from components.admin_secret import (
     BCRYPT_SALT_BYTES,
     SERVER_SECRET_KEY,
     hash_admin_password,
+    item_digests,
 )
 from components.chart_values import merge_values
 from components.config import OnePasswordAccess, StackConfig
@@ -122,6 +123,8 @@ class AdminItems:
     admin_password: pulumi.Output[str]  # secret
     password_mtime: pulumi.Output[str | None]  # admin.passwordMtime, RFC3339
     revision: pulumi.Input[str]  # secret_revision() of the stack that owns the items
+    # Secret: admin_secret.item_digests of what the owning stack wrote (None from an older primary).
+    digests: pulumi.Output[Any]
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,11 @@ class ArgoCD(pulumi.ComponentResource):
             admin_password=clear_password,
             password_mtime=password_mtime,
             revision=secret_revision(config.argocd_admin_password_rotation, config.argocd_server_secret_key_rotation),
+            digests=pulumi.Output.secret(
+                pulumi.Output.all(clear_password, *(fields[key] for key in ARGOCD_SECRET_KEYS)).apply(
+                    lambda values: item_digests(values[0], dict(zip(ARGOCD_SECRET_KEYS, values[1:], strict=True)))
+                )
+            ),
         )
 
     def _new_password(

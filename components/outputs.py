@@ -14,6 +14,9 @@ ARGOCD_ADMIN_PASSWORD_MTIME = "argocdAdminPasswordMtime"
 ARGOCD_SECRET_ITEM_VAULT = "argocdSecretItemVault"
 ARGOCD_SECRET_ITEM_TITLE = "argocdSecretItemTitle"
 ARGOCD_ADMIN_ITEM_TITLE = "argocdAdminItemTitle"
+# Secret: the SHA-256 of each value the stack wrote to its two items (components/admin_secret.py,
+# item_digests), so that the tool can tell an item, or argocd-secret, that differs from them.
+ARGOCD_ITEM_DIGESTS = "argocdItemDigests"
 # Names the contents of that item; changes with each rotation (a sharing stack re-syncs on it).
 ARGOCD_SECRET_REVISION = "argocdSecretRevision"
 # The chart versions this cluster runs: {connect, externalSecrets, argocd}.

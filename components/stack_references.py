@@ -101,4 +101,6 @@ class PrimaryStack:
             password_mtime=self.reference.get_output(outputs.ARGOCD_ADMIN_PASSWORD_MTIME),
             # The primary's rotations re-sync this cluster's ExternalSecret at its next deployment.
             revision=self.reference.require_output(outputs.ARGOCD_SECRET_REVISION),
+            # What the tool compares this cluster's argocd-secret with; absent from an older primary.
+            digests=pulumi.Output.secret(self.reference.get_output(outputs.ARGOCD_ITEM_DIGESTS)),
         )

@@ -13,20 +13,27 @@
 - Drift (cluster_secrets/drift.py): the ExternalSecret deleted, the store's spec edited and Connect
   scaled to 0 by hand: `status` and the drift check (`preview --refresh --expect-no-changes`) name
   them, `up` repairs them, and both pass afterwards. argocd-secret edited by hand: ESO puts it back.
+  The argocd-secret item and the admin item edited in 1Password: `status` and the drift check name
+  them before ESO copies the edit and after; `up` writes the stack's values back, ESO copies them
+  into argocd-secret, and both pass afterwards.
 """
 
+import base64
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from cluster_secrets import recovery
 from cluster_secrets.converge import Phase, phase_of
+from cluster_secrets.synced import REFRESH_ANNOTATION
 from e2e.conftest import WRONG_VAULT, Connect, Deployment, SecretWatch, deployment
 from e2e.controlplane import wait_until
-from e2e.harness import FIGURES, Run, status_links
+from e2e.harness import FIGURES, Run, Secret, status_links
 
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 HELM_INSTALL = "create kubernetes:helm.sh/v3:Release"
@@ -168,3 +175,64 @@ def test_argocd_secret_edited_by_hand_is_put_back_by_eso(wrong: Deployment) -> N
     wait_until(lambda: wrong.get(ARGOCD_SECRET)["data"] == before, 60, "ESO to put argocd-secret back")
     run = wrong.tool("status", "n: status after argocd-secret was edited by hand")
     assert run.code == 0, "status is not all OK (its output is above)"
+
+
+def hash_in(secret: dict) -> str:
+    return base64.b64decode(secret["data"]["admin.password"]).decode()
+
+
+def printed(output: str, **values: str) -> list[str]:
+    """The names of `values` that `output` shows: names only, so a failure cannot show a value."""
+    return [name for name, value in values.items() if value in output]
+
+
+def test_the_items_edited_in_1password_are_named_and_written_back_by_up(wrong: Deployment, connect: Connect) -> None:
+    stack_outputs = wrong.outputs()
+    password = stack_outputs["argocdAdminPassword"].value  # a harness.Secret
+    secret_item, admin_item = stack_outputs["argocdSecretItemTitle"], stack_outputs["argocdAdminItemTitle"]
+    before = wrong.get(ARGOCD_SECRET)["data"]
+    written = connect.item_fields(WRONG_VAULT, secret_item)
+    # By hand, in 1Password: the hash of another password, and that password in the admin item.
+    someone_elses = bcrypt.hashpw(b"someone-elses-password", bcrypt.gensalt(10)).decode()
+    connect.standin.edit_item(WRONG_VAULT, secret_item, {"admin.password": someone_elses})
+    connect.standin.edit_item(WRONG_VAULT, admin_item, {"password": "someone-elses-password"})
+    connect.standin.synced()  # as Connect serves them after its sync
+
+    # Before ESO's hourly refresh copies it: the cluster is as it was, the items are not.
+    run = wrong.tool("status", "n: status with the items edited in 1Password")
+    assert run.code == 1
+    drift_line = status_links(run.output, ("drift",))["drift"]
+    assert drift_line[0] == "BROKEN"
+    assert (
+        f"1Password item '{secret_item}' in vault '{WRONG_VAULT}': admin.password edited in 1Password"
+        in (drift_line[1])
+    )
+    assert f"1Password item '{admin_item}' in vault '{WRONG_VAULT}': password edited in 1Password" in drift_line[1]
+    assert printed(run.output, hash=someone_elses, password="someone-elses-password") == []
+    check = wrong.tool("preview", "n: the drift check, with the items edited", extra=DRIFT_CHECK)
+    assert check.code == 1, "the drift check passed with the items edited in 1Password"
+
+    # ESO's refresh, made to come now: argocd-secret takes the edit.
+    annotation = {"metadata": {"annotations": {REFRESH_ANNOTATION: str(time.time())}}}
+    wrong.cluster.api("PATCH", ES_PATH, annotation)
+    wait_until(lambda: hash_in(wrong.get(ARGOCD_SECRET)) == someone_elses, 60, "ESO to copy the edited hash")
+    run = wrong.tool("status", "n: status with the edit copied into argocd-secret")
+    assert run.code == 1
+    links = status_links(run.output, ("argocd-secret", "drift"))
+    assert links["argocd-secret"][0] == "BROKEN"
+    assert "admin.password other than the stack wrote to the item" in links["argocd-secret"][1]
+    assert links["drift"][0] == "BROKEN"
+
+    run = wrong.tool("up", "n: up writes the items back")
+    assert run.code == 0, "up did not write the items back (its output is above)"
+    assert "admin.password edited in 1Password" in run.output
+    assert printed(run.output, hash=someone_elses, password=password) == []
+    assert connect.item_fields(WRONG_VAULT, secret_item) == written
+    assert connect.item_fields(WRONG_VAULT, admin_item)["password"] == Secret(password)
+    # `up` returned once argocd-secret held the stack's values again (synced.py): no wait here.
+    assert wrong.get(ARGOCD_SECRET)["data"] == before
+    assert bcrypt.checkpw(password.encode(), hash_in(wrong.get(ARGOCD_SECRET)).encode())
+    run = wrong.tool("status", "n: status after up wrote the items back")
+    assert run.code == 0, "status is not all OK after up wrote the items back (its output is above)"
+    check = wrong.tool("preview", "n: the drift check, items written back", extra=DRIFT_CHECK)
+    assert check.code == 0, "the drift check fails after up wrote the items back (its output is above)"

@@ -6,6 +6,7 @@ JSON shapes and event-log lines. $FAKE_PULUMI_SCENARIO says how deployments go:
   converges  - the first `up` leaves the chart's Secret synced, the next hands over to ESO
   stuck      - every `up` leaves the chart's Secret synced (the hand-off never completes)
   fails      - `up` fails
+  ctrl-c-in-refresh - `refresh` sends SIGINT to the tool, then fails as a cancelled refresh does
 It reports version 3.205.0, the last whose Automation API tails a file for engine events.
 A deployed stack's state (`stack export`/`import`) holds the two 1Password items and the ExternalSecret
 that depends on one of them; secrets in it are ciphertext, as the CLI exports them.
@@ -13,7 +14,9 @@ that depends on one of them; secrets in it are ciphertext, as the CLI exports th
 
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 HOME = Path(os.environ.get("FAKE_PULUMI_DIR", "."))  # the tests import the constants below
@@ -160,6 +163,10 @@ def main(raw: list[str]) -> None:
             fail("error: no changes were expected but changes were proposed")
         write_events(args, {"update": 1, "same": 19})
         print(f"Previewing update ({stack_name}): done")
+    elif args[0] == "refresh" and SCENARIO == "ctrl-c-in-refresh":
+        os.kill(os.getppid(), signal.SIGINT)  # as a Ctrl-C sent to the tool alone
+        time.sleep(0.5)
+        fail("refresh cancelled")
     elif args[0] == "refresh":
         # The tool refreshes with --clear-pending-creates: creates dropped, every other operation settled.
         stacks[stack_name]["pending_operations"] = []

@@ -27,6 +27,7 @@ class FakeVaults:
 
     def __init__(self) -> None:
         self.listed: list[ItemSummary] = []
+        self.details: dict[str, ItemDetails] = {}  # by item ID: what a read of an item's details gives
 
     def vault_id(self, name: str) -> str:
         assert name == "HomeLab"
@@ -37,7 +38,8 @@ class FakeVaults:
         return list(self.listed)
 
     def item(self, vault_id: str, item_id: str) -> ItemDetails:
-        raise AssertionError(f"the preflight reads no item's details (asked for {item_id})")
+        assert vault_id == "vault1" and item_id in self.details, f"no details of item {item_id} to read"
+        return self.details[item_id]
 
 
 class FakeCli:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster_secrets import converge, drift, status
-from tests.fake_cluster import FakeCluster
-from tests.fake_pulumi import CIPHERTEXT
+from cluster_secrets import converge, drift, preflight, status
+from cluster_secrets.onepassword import Field, ItemDetails, ItemSummary, OnePasswordError
+from components import outputs
+from components.admin_secret import ARGOCD_SECRET_KEYS, item_digests
+from tests.fake_cluster import CANARY_HASH, CANARY_KEY, MTIME, FakeCluster, b64
+from tests.fake_pulumi import ADMIN_ITEM, CIPHERTEXT, SECRET_ITEM, deployed_resources
 from tests.test_deploy import FakeCli
 from tests.test_status import NOW, TARGET, healthy_outputs
 from tests.test_takeover import release_record
@@ -151,3 +154,117 @@ def test_the_drift_check_previews_with_refresh_and_fails_on_any_change(cli):
     assert "--refresh" in args and "--expect-no-changes" in args
     assert "error: stack homelab has drifted: the preview above would change it." in cli.text
     assert "pulumi preview failed" not in cli.text
+
+
+ADMIN_PASSWORD = "canary-admin-password-in-the-item"
+WRITTEN = {"admin.password": CANARY_HASH, "admin.passwordMtime": MTIME, "server.secretkey": CANARY_KEY}
+ITEM_OUTPUTS = {
+    outputs.ARGOCD_ITEM_DIGESTS: item_digests(ADMIN_PASSWORD, WRITTEN),
+    outputs.ARGOCD_SECRET_ITEM_VAULT: "HomeLab",
+    outputs.ARGOCD_SECRET_ITEM_TITLE: "argocd-secret",
+    outputs.ARGOCD_ADMIN_ITEM_TITLE: "argo-admin",
+}
+
+
+def secret_item(title: str = "argocd-secret", **values: str) -> ItemDetails:
+    fields = tuple(Field(key, {**WRITTEN, **values}[key], True, "") for key in ARGOCD_SECRET_KEYS)
+    return ItemDetails("item1", title, "SECURE_NOTE", fields)
+
+
+def admin_item(password: str = ADMIN_PASSWORD) -> ItemDetails:
+    fields = (Field("username", "admin", False, "USERNAME"), Field("password", password, False, "PASSWORD"))
+    return ItemDetails("item2", "argo-admin", "LOGIN", fields)
+
+
+def test_an_item_as_the_stack_wrote_it_is_no_drift_and_an_edit_is_named_by_label_only():
+    written = item_digests(ADMIN_PASSWORD, WRITTEN)
+    assert drift.item_drift(SECRET_ITEM, "it", secret_item(), "argocd-secret", written["secretItem"]) is None
+    assert drift.item_drift(ADMIN_ITEM, "it", admin_item(), "argo-admin", written["adminItem"]) is None
+    edited = secret_item("argocd-secret-renamed", **{"admin.password": "$2b$10$someone-elses-hash"})
+    found = drift.item_drift(SECRET_ITEM, "it", edited, "argocd-secret", written["secretItem"])
+    assert found == drift.Drift(
+        SECRET_ITEM, "it", "title changed to 'argocd-secret-renamed' and admin.password edited in 1Password"
+    )
+    found = drift.item_drift(ADMIN_ITEM, "it", admin_item("changed"), "argo-admin", written["adminItem"])
+    assert found is not None and found.how == "password edited in 1Password"
+    # A field removed in 1Password is an edit too.
+    removed = ItemDetails("item1", "argocd-secret", "SECURE_NOTE", secret_item().fields[:2])
+    found = drift.item_drift(SECRET_ITEM, "it", removed, "argocd-secret", written["secretItem"])
+    assert found is not None and found.how == "server.secretkey edited in 1Password"
+
+
+def converged_with_an_edited_item(cli: FakeCli) -> None:
+    """A converged stack whose argocd-secret item's hash was edited in 1Password."""
+    assert cli.run(**cli.environ()) == converge.EXIT_OK
+    state = json.loads((cli.home / "state.json").read_text())
+    state["stacks"]["homelab"]["outputs"].update(ITEM_OUTPUTS)
+    (cli.home / "state.json").write_text(json.dumps(state))
+    cli.vaults.listed = [ItemSummary("item1", "argocd-secret"), ItemSummary("item2", "argo-admin")]
+    cli.vaults.details = {"item1": secret_item(**{"admin.password": "$2b$10$edited"}), "item2": admin_item()}
+    cli.lines.clear()
+
+
+def test_up_refreshes_an_item_edited_in_1password_so_that_it_writes_the_stacks_values_back(cli):
+    converged_with_an_edited_item(cli)
+    before = len(cli.calls)
+    assert cli.run(**cli.environ()) == converge.EXIT_OK, cli.text
+    assert (
+        "changed by hand since the last up:\n"
+        "  1Password item 'argocd-secret' in vault 'HomeLab': admin.password edited in 1Password" in cli.text
+    )
+    later = [c["args"] for c in cli.calls[before:]]
+    refresh = next(args for args in later if args[0] == "refresh")
+    assert refresh[refresh.index("--target") + 1 :] == [SECRET_ITEM, "--stack", "homelab"]
+    assert [a[0] for a in later].index("refresh") < [a[0] for a in later].index("up")
+    assert "$2b$10$edited" not in cli.text and CANARY_HASH not in cli.text
+
+
+def test_preview_names_an_edited_item_and_refreshes_nothing(cli):
+    converged_with_an_edited_item(cli)
+    assert cli.run("preview", **cli.environ()) == converge.EXIT_OK
+    assert "1Password item 'argocd-secret' in vault 'HomeLab': admin.password edited in 1Password" in cli.text
+    assert not [c for c in cli.calls if c["args"][0] == "refresh"]
+
+
+def test_items_of_a_stack_deployed_before_the_digests_are_not_read():
+    items = preflight.state_items({"resources": deployed_resources()})
+    assert preflight.edited_items(items, {}, lambda: pytest.fail("1Password was read")) == []
+
+
+def test_status_names_an_edited_item_and_an_unreadable_1password():
+    edited = [drift.Drift(SECRET_ITEM, "1Password item 'argocd-secret' in vault 'HomeLab'", "x edited in 1Password")]
+    lines = status.check_chain(healthy_outputs(), TARGET, cluster_as_applied(), NOW, deployment(), edited)
+    assert (lines[-1].link, lines[-1].ok) == ("drift", False)
+    assert "1Password item 'argocd-secret' in vault 'HomeLab': x edited in 1Password. Fix: ./cluster-secrets up" in (
+        lines[-1].text
+    )
+    unread = "no 1Password credentials: set OP_SERVICE_ACCOUNT_TOKEN"
+    lines = status.check_chain(healthy_outputs(), TARGET, cluster_as_applied(), NOW, deployment(), unread)
+    assert (lines[-1].link, lines[-1].ok) == ("drift", False)
+    assert f"the 1Password items were not compared ({unread})" in lines[-1].text
+
+
+def test_status_reads_the_items_with_the_stacks_onepassword_config():
+    seen: list[tuple] = []
+
+    def vaults(config, environ):
+        seen.append((dict(config), dict(environ)))
+        raise OnePasswordError("no 1Password credentials: set OP_SERVICE_ACCOUNT_TOKEN")
+
+    view = status.StackView(
+        {**healthy_outputs(), **ITEM_OUTPUTS}, {"resources": deployed_resources()}, {"onepassword:url": "u"}
+    )
+    assert status.edited_items(view, {"E": "1"}, vaults) == "no 1Password credentials: set OP_SERVICE_ACCOUNT_TOKEN"
+    assert seen == [({"onepassword:url": "u"}, {"E": "1"})]
+
+
+def test_status_compares_argocd_secret_with_what_the_stack_wrote_to_the_item():
+    stack_outputs = {**healthy_outputs(), **ITEM_OUTPUTS}
+    [line] = [x for x in status.check_chain(stack_outputs, TARGET, FakeCluster(), NOW) if x.link == "argocd-secret"]
+    assert line.ok, line
+    cluster = FakeCluster()
+    cluster.object("secret", "argocd", "argocd-secret")["data"]["admin.password"] = b64("$2b$10$edited")
+    [line] = [x for x in status.check_chain(stack_outputs, TARGET, cluster, NOW) if x.link == "argocd-secret"]
+    assert not line.ok
+    assert "admin.password other than the stack wrote to the item" in line.text
+    assert "./cluster-secrets up homelab puts the item back" in line.text and "$2b$10$edited" not in line.text

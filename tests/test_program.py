@@ -9,7 +9,7 @@ import pytest
 from cluster_secrets import offline
 from cluster_secrets.offline import FAKE_TIMESTAMP, plaintext_strings
 from components import outputs
-from components.admin_secret import ARGOCD_SECRET_KEYS
+from components.admin_secret import ADMIN_ITEM, ADMIN_ITEM_PASSWORD, ARGOCD_SECRET_KEYS, SECRET_ITEM, digest
 from components.connect import CREDENTIALS_DIGEST, credentials_digest
 from tests.conftest import (
     CANARIES,
@@ -318,7 +318,8 @@ def test_salt_and_mtime_are_renewed_with_the_password_only(homelab):
 
 
 def test_outputs(homelab):
-    assert {k: v for k, v in homelab.outputs.items() if k != outputs.ARGOCD_ADMIN_PASSWORD} == {
+    secret = (outputs.ARGOCD_ADMIN_PASSWORD, outputs.ARGOCD_ITEM_DIGESTS)
+    assert {k: v for k, v in homelab.outputs.items() if k not in secret} == {
         outputs.CONNECT_HOST: "http://onepassword-connect.onepassword.svc.cluster.local:8080",
         outputs.SECRET_STORE_NAME: "one-secretstore",
         outputs.ARGOCD_NAMESPACE: "argocd",
@@ -331,7 +332,17 @@ def test_outputs(homelab):
         outputs.ARGOCD_ADMIN_PASSWORD_MTIME: FAKE_TIMESTAMP,
         outputs.CHART_VERSIONS: {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "10.1.1"},
     }
-    assert homelab.secret_outputs == {outputs.ARGOCD_ADMIN_PASSWORD}
+    assert homelab.secret_outputs == set(secret)
+
+
+def test_item_digests_are_those_of_the_values_written_to_the_items(homelab):
+    [section] = homelab.named("argocd-secret-item").plain["sections"]
+    written = {field["label"]: digest(field["value"]) for field in section["fields"]}
+    admin_password = homelab.named("argocd-admin-item").plain["password"]
+    assert homelab.outputs[outputs.ARGOCD_ITEM_DIGESTS] == {
+        SECRET_ITEM: written,
+        ADMIN_ITEM: {ADMIN_ITEM_PASSWORD: digest(admin_password)},
+    }
 
 
 def test_the_leak_detector_sees_plaintext_and_skips_secrets():

@@ -20,6 +20,7 @@ from cluster_secrets.offline import Registration
 from cluster_secrets.takeover import wanted
 from components.config import StackConfig
 from tests.test_deploy import FakeCli
+from tests.test_drift import converged_with_an_edited_item
 
 SECRET_URN = (
     "urn:pulumi:homelab::cluster-secrets::cluster-secrets:index:ExternalSecrets$kubernetes:core/v1:Secret"
@@ -188,14 +189,14 @@ def test_ctrl_c_while_pulumi_runs_does_not_end_the_tool_and_is_reported():
 
 def test_an_interrupted_run_reports_the_state_and_the_command_that_continues(monkeypatch):
     exported = {"deployment": {"resources": [{}, {}, {}], "pending_operations": [pending(PASSWORD_URN, "random:x")]}}
-    monkeypatch.setattr(preflight.StateFile, "__init__", lambda self, stack: None)
+    monkeypatch.setattr(preflight.StateFile, "__init__", lambda self, stack, say: None)
     monkeypatch.setattr(preflight.StateFile, "export", lambda self: exported)
 
     class Stack(FakeStack):
         def outputs(self) -> dict:
             return {}
 
-    report = deploy.interrupted_report(Stack(), "up")
+    report = deploy.interrupted_report(Stack(), "up", print)
     assert "Interrupted: `up` of stack homelab stopped; Pulumi recorded what it had done (3 resources" in report
     assert "creating random:x argocd-admin-password" in report
     assert f"Hand-off phase: {converge.Phase.NEW.value} (an interrupted run never advances it)." in report
@@ -224,3 +225,15 @@ def test_plugins_a_killed_engine_left_running_are_found_and_stopped(tmp_path: Pa
             process.kill()
             process.wait()
         listening.close()
+
+
+def test_ctrl_c_during_the_preflights_refresh_is_reported_and_nothing_runs_after_it(tmp_path: Path):
+    cli = FakeCli(tmp_path)
+    converged_with_an_edited_item(cli)  # so the preflight refreshes the item before up
+    before = len(cli.calls)
+    assert cli.run(**cli.environ("ctrl-c-in-refresh")) == converge.EXIT_INTERRUPTED, cli.text
+    assert "Interrupted: Pulumi is cancelling" in cli.text
+    assert "Interrupted: `up` of stack homelab stopped; Pulumi recorded what it had done" in cli.text
+    assert "Continue with: ./cluster-secrets up homelab" in cli.text
+    assert [c["args"][0] for c in cli.calls[before:]].count("up") == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -20,6 +20,7 @@ PRIMARY_OUTPUTS = {
     outputs.ARGOCD_SECRET_ITEM_TITLE: "argocd-secret-of-the-primary",
     outputs.ARGOCD_ADMIN_ITEM_TITLE: "argo-admin-of-the-primary",
     outputs.ARGOCD_SECRET_REVISION: "password-3.secretkey-1",
+    outputs.ARGOCD_ITEM_DIGESTS: {"secretItem": {"admin.password": "sha256:of-the-primary"}},
     outputs.CHART_VERSIONS: {"connect": "1.17.0", "externalSecrets": "0.12.1", "argocd": "9.4.2"},
 }
 
@@ -38,7 +39,8 @@ def second_vaults() -> dict:
 def run_second(config: dict | None = None, primary: dict | None = None, **kwargs) -> Run:
     stacks = {
         PRIMARY: StackOutputs(
-            PRIMARY_OUTPUTS if primary is None else primary, frozenset({outputs.ARGOCD_ADMIN_PASSWORD})
+            PRIMARY_OUTPUTS if primary is None else primary,
+            frozenset({outputs.ARGOCD_ADMIN_PASSWORD, outputs.ARGOCD_ITEM_DIGESTS}),
         )
     }
     monitor = fakes(second_vaults(), kwargs.pop("previous_outputs", None))
@@ -84,6 +86,9 @@ def test_outputs_point_at_the_primarys_items_and_its_password_stays_secret(secon
     assert second.outputs[outputs.ARGOCD_ADMIN_ITEM_TITLE] == "argo-admin-of-the-primary"
     assert second.outputs[outputs.ARGOCD_ADMIN_PASSWORD] == PRIMARY_PASSWORD
     assert outputs.ARGOCD_ADMIN_PASSWORD in second.secret_outputs
+    # What the tool compares this cluster's argocd-secret with: the primary's, kept secret.
+    assert second.outputs[outputs.ARGOCD_ITEM_DIGESTS] == PRIMARY_OUTPUTS[outputs.ARGOCD_ITEM_DIGESTS]
+    assert outputs.ARGOCD_ITEM_DIGESTS in second.secret_outputs
     for urn, registered in second.monitor.registered_outputs.items():
         assert all(PRIMARY_PASSWORD not in text for _, text in plaintext_strings(registered)), urn
 
@@ -164,3 +169,8 @@ def test_a_missing_primary_output_is_named_and_nothing_is_registered(missing):
 def test_a_malformed_primary_name_is_refused():
     with pytest.raises(ConfigError, match="primaryStack: 'homelab' is not a stack name"):
         run_second(config={"primaryStack": "homelab"})
+
+
+def test_a_primary_deployed_before_item_digests_leaves_them_unknown_not_an_error():
+    older = {k: v for k, v in PRIMARY_OUTPUTS.items() if k != outputs.ARGOCD_ITEM_DIGESTS}
+    assert run_second(primary=older).outputs[outputs.ARGOCD_ITEM_DIGESTS] is None

@@ -61,7 +61,7 @@ def run_status(cluster: FakeCluster, stack_outputs: Mapping[str, Any]) -> tuple[
         lines.append,
         lines.append,
         connect=lambda path, context: cluster,
-        stack_of=lambda project, stack, environ, say: (dict(stack_outputs), {"resources": []}),
+        stack_of=lambda project, stack, environ, say: status.StackView(dict(stack_outputs), {"resources": []}),
         clock=lambda: NOW,
     )
     return code, "\n".join(lines)
@@ -319,11 +319,9 @@ def test_run_reads_outputs_through_the_cli_and_drops_secret_ones(tmp_path: Path)
     (cli.home / "state.json").write_text(json.dumps(state))
     seen: list[Mapping[str, Any]] = []
 
-    def stack_of(
-        project: Path, stack: str, environ: Mapping[str, str], say: Callable[[str], None]
-    ) -> tuple[dict, dict]:
+    def stack_of(project: Path, stack: str, environ: Mapping[str, str], say: Callable[[str], None]) -> status.StackView:
         found = status.read_stack(project, stack, environ, say)
-        seen.append(found[0])
+        seen.append(found.outputs)
         return found
 
     lines: list[str] = []
@@ -373,7 +371,7 @@ def test_an_unreachable_cluster_is_an_environment_error(tmp_path: Path):
         {"KUBECONFIG": str(kubeconfig(tmp_path / "config", "https://127.0.0.1:9"))},
         lines.append,
         lines.append,
-        stack_of=lambda project, stack, environ, say: (healthy_outputs(), {"resources": []}),
+        stack_of=lambda project, stack, environ, say: status.StackView(healthy_outputs(), {"resources": []}),
     )
     assert code == converge.EXIT_USAGE
     assert lines[-1].startswith("error: reading Deployment onepassword/onepassword-connect")

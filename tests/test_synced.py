@@ -3,7 +3,8 @@ in-memory cluster whose ESO syncs only once it has been asked a given number of 
 
 from cluster_secrets.kube import ESO_GROUP, ClusterError
 from cluster_secrets.synced import NUDGE_EVERY, REFRESH_ANNOTATION, Target, wait_until_synced
-from tests.fake_cluster import MTIME, FakeCluster, b64, ready
+from components.admin_secret import digest
+from tests.fake_cluster import CANARY_HASH, CANARY_KEY, MTIME, FakeCluster, b64, ready
 
 NEW = "2026-12-06T12:00:00Z"
 WHERE = "Secret argocd/argocd-secret"
@@ -93,6 +94,32 @@ def test_a_secret_that_never_syncs_fails_clearly_after_the_bound() -> None:
     assert message.startswith(f"After 30s the cluster does not hold what this `up` deployed: {WHERE} has")
     assert f"admin.passwordMtime {MTIME}, the stack's is {NEW}" in message and "./cluster-secrets status" in message
     assert clock.now == 30 and len(cluster.annotated) == 30 // NUDGE_EVERY
+
+
+def test_a_secret_whose_other_keys_differ_from_the_items_is_synced_again_naming_keys_only() -> None:
+    # The item was edited in 1Password (ESO copied the edit), and `up` wrote the stack's values back:
+    # the mtime matches, the hash does not.
+    cluster = FakeCluster()
+    written = {"admin.password": digest("$2b$10$the-stacks-hash"), "server.secretkey": digest(CANARY_KEY)}
+
+    def sync(*args: object, **kwargs: object) -> None:
+        FakeCluster.annotate(cluster, *args, **kwargs)  # type: ignore[arg-type]
+        cluster.object("secret", "argocd", "argocd-secret")["data"]["admin.password"] = b64("$2b$10$the-stacks-hash")
+
+    cluster.annotate = sync  # type: ignore[method-assign]
+    synced, _, lines, _ = wait(cluster, Target("one-secretstore", "argocd", "v1beta1", MTIME, written))
+    assert synced and len(cluster.annotated) == 1
+    assert lines == [
+        f"[0s] waiting: {WHERE} has admin.password other than the stack wrote to the item; asked ESO to sync again"
+    ]
+    assert CANARY_HASH not in "".join(lines)
+
+
+def test_digests_that_match_need_no_wait() -> None:
+    written = {"admin.password": digest(CANARY_HASH), "server.secretkey": digest(CANARY_KEY)}
+    synced, message, lines, _ = wait(FakeCluster(), Target("one-secretstore", "argocd", "v1beta1", MTIME, written))
+    assert synced and lines == []
+    assert message.endswith(f"admin.passwordMtime {MTIME} and the values the stack wrote to its item.")
 
 
 def test_an_unreadable_cluster_is_said_plainly() -> None:
