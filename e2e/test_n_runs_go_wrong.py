@@ -14,8 +14,9 @@
   scaled to 0 by hand: `status` and the drift check (`preview --refresh --expect-no-changes`) name
   them, `up` repairs them, and both pass afterwards. argocd-secret edited by hand: ESO puts it back.
   The argocd-secret item and the admin item edited in 1Password: `status` and the drift check name
-  them before ESO copies the edit and after; `up` writes the stack's values back, ESO copies them
-  into argocd-secret, and both pass afterwards.
+  them before ESO copies the edit and after; a Ctrl-C during the preflight's refresh of them stops
+  `up` there; the next `up` writes the stack's values back, ESO copies them into argocd-secret, and
+  both pass afterwards.
 """
 
 import base64
@@ -223,9 +224,20 @@ def test_the_items_edited_in_1password_are_named_and_written_back_by_up(wrong: D
     assert "admin.password other than the stack wrote to the item" in links["argocd-secret"][1]
     assert links["drift"][0] == "BROKEN"
 
+    # Ctrl-C during the preflight's own `pulumi refresh` of the items: cancelled and reported like
+    # a run's, and nothing runs after it.
+    refreshing = "Refreshing them from where they live first"
+    run = wrong.tool("up", "n: up, SIGINT during the preflight's refresh", interrupt=(refreshing, signal.SIGINT, 0.5))
+    assert refreshing in run.output, "the up never got to the preflight's refresh"
+    assert run.code == 130, f"an up interrupted in its preflight exited {run.code}"
+    assert "Interrupted: `up` of stack e2e-wrong stopped" in run.output
+    assert "Continue with: ./cluster-secrets up e2e-wrong" in run.output
+    assert "run 1 from" not in run.output, "up went on after the Ctrl-C"
+
     run = wrong.tool("up", "n: up writes the items back")
     assert run.code == 0, "up did not write the items back (its output is above)"
     assert "admin.password edited in 1Password" in run.output
+    assert recovery.stack_locks(wrong.env["PULUMI_BACKEND_URL"], wrong.stack) == [], "a lock was left"
     assert printed(run.output, hash=someone_elses, password=password) == []
     assert connect.item_fields(WRONG_VAULT, secret_item) == written
     assert connect.item_fields(WRONG_VAULT, admin_item)["password"] == Secret(password)
