@@ -8,9 +8,9 @@ cluster (`pulumi refresh --target`), and its update applies them again. Inside t
 `up` that changes nothing in a release runs no Helm upgrade, so a Deployment scaled to 0 by hand
 stays at 0; `up` scales it back to the replicas of the release's manifest.
 
-The stack's two 1Password items are compared with what it wrote to them: their titles with the
-state's, their values with the digests the program exports (`argocdItemDigests`), so no value of
-the state is decrypted for it. An edited item is refreshed like an edited object, and the update
+The stack's two 1Password items are compared with what it wrote to them: their titles with those
+the program gave them, their values with the digests it exports (`argocdItemDigests`), so no value
+of the state is decrypted for it. An edited item is refreshed like an edited object, and the update
 writes the stack's values back; ESO then copies them into argocd-secret (synced.py waits for it).
 
 Not seen here: objects inside the releases other than their main Deployments' replicas.
@@ -84,7 +84,7 @@ def find(deployment: Mapping[str, Any] | None, api: Api) -> list[Drift]:
 
 
 def item_drift(urn: str, what: str, item: ItemDetails, title: str, written: Mapping[str, str]) -> Drift | None:
-    """An item of the stack as 1Password holds it, against the title the state records and the
+    """An item of the stack as 1Password holds it, against the title the program gave it and the
     digests of the values the stack wrote (`written`: field label -> digest); None when they match.
     Only labels are named, never a value."""
     changes = [f"title changed to {item.title!r}"] if item.title != title else []

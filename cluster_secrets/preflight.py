@@ -39,6 +39,7 @@ from cluster_secrets.onepassword import ItemSummary, OnePasswordError, Vaults, r
 from cluster_secrets.takeover import HELM_RELEASE, ITEM, Found, conflict_message, discover
 from components import outputs
 from components.admin_secret import ADMIN_ITEM, SECRET_ITEM
+from components.argocd import ADMIN_ITEM_RESOURCE, SECRET_ITEM_RESOURCE
 from components.config import StackConfig
 
 Print = Callable[[str], None]
@@ -77,18 +78,21 @@ def edited_items(
     (drift.item_drift, against the argocdItemDigests output). Reads each such item once; none for a
     stack deployed before that output existed, or that owns no items."""
     digests = stack_outputs.get(outputs.ARGOCD_ITEM_DIGESTS) or {}
+    # Each item by its resource's name, with the title the program gave it (the state's may be a
+    # refresh's reading of an edit).
     roles = {
-        stack_outputs.get(outputs.ARGOCD_SECRET_ITEM_TITLE): SECRET_ITEM,
-        stack_outputs.get(outputs.ARGOCD_ADMIN_ITEM_TITLE): ADMIN_ITEM,
+        SECRET_ITEM_RESOURCE: (SECRET_ITEM, stack_outputs.get(outputs.ARGOCD_SECRET_ITEM_TITLE)),
+        ADMIN_ITEM_RESOURCE: (ADMIN_ITEM, stack_outputs.get(outputs.ARGOCD_ADMIN_ITEM_TITLE)),
     }
     vault = stack_outputs.get(outputs.ARGOCD_SECRET_ITEM_VAULT)
     found = []
     for item in items:
-        written = digests.get(roles.get(item.title, ""))
-        if not written:
+        role, title = next((r for suffix, r in roles.items() if item.urn.endswith(f"-{suffix}")), ("", None))
+        written = digests.get(role)
+        if not written or not isinstance(title, str):
             continue
-        what = f"1Password item {item.title!r} in vault {vault!r}"
-        edited = drift.item_drift(item.urn, what, vaults().item(item.vault_id, item.item_id), item.title, written)
+        what = f"1Password item {title!r} in vault {vault!r}"
+        edited = drift.item_drift(item.urn, what, vaults().item(item.vault_id, item.item_id), title, written)
         found += [edited] if edited else []
     return found
 
@@ -347,9 +351,15 @@ def check(
         kept = [item for item in items if item not in deleted_items(items, listed)]
         stack_outputs = {name: output.value for name, output in stack.outputs().items()} if kept else {}
         try:
-            drifts += edited_items(kept, stack_outputs, lambda: onepassword)
+            edited = edited_items(kept, stack_outputs, lambda: onepassword)
         except OnePasswordError as error:
             raise OnePasswordError(f"before {command}, reading 1Password: {error}") from None
+        if edited and config.adopted_argocd_items:
+            say(
+                "The items are adopted (adoptedArgocdItems): their values not rotated since adopt are read from them "
+                "at each evaluation, so `up` keeps an edit of those and has ESO copy it into argocd-secret."
+            )
+        drifts += edited
         if repair(state, api, drifts, scaled, command, stack.name, say):
             exported = state.export()
     deleted = deleted_items(items, listed)

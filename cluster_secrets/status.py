@@ -5,7 +5,6 @@ a thin adapter over the official kubernetes client, and `run`. Secret values are
 printed: only key names and `admin.passwordMtime` (a timestamp) appear in the output.
 """
 
-import base64
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,7 @@ from cluster_secrets.kube import (
 )
 from cluster_secrets.onepassword import OnePasswordError, Vaults, reader
 from cluster_secrets.stack_files import project_values, stack_config
-from cluster_secrets.synced import REFRESH_ANNOTATION, differing_keys
+from cluster_secrets.synced import REFRESH_ANNOTATION, decoded, differing_keys
 from components import outputs
 from components.admin_secret import ADMIN_PASSWORD_MTIME, ARGOCD_SECRET_KEYS, SECRET_ITEM
 from components.argocd import ARGOCD_SECRET
@@ -193,8 +192,7 @@ def _secret_lines(
         )
 
     # admin.passwordMtime is a timestamp, not a secret: it may be printed.
-    raw = data.get(ADMIN_PASSWORD_MTIME)
-    live = base64.b64decode(raw).decode("utf-8", "replace") if raw else None
+    live = decoded(data, ADMIN_PASSWORD_MTIME)
     if mtime_in_state is None:
         mtime_line = Line(
             "password mtime", False, f"unknown, run up (the stack has no {outputs.ARGOCD_ADMIN_PASSWORD_MTIME} output)"

@@ -30,6 +30,8 @@ ARGOCD_SECRET = "argocd-secret"
 # FACTS.md (Argo CD): from v3.5.0 settings reload only for Secrets labelled part-of argocd.
 ARGOCD_SECRET_LABELS = {"app.kubernetes.io/name": ARGOCD_SECRET, "app.kubernetes.io/part-of": "argocd"}
 SERVER_SECRET_KEY_BYTES = 32
+# The two items' resource names end so (the tool tells them apart in the state by it).
+SECRET_ITEM_RESOURCE, ADMIN_ITEM_RESOURCE = "secret-item", "admin-item"
 FORCE_SYNC = "force-sync"
 # The API server as Argo CD's application controller sees it from inside the cluster.
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -246,7 +248,7 @@ class ArgoCD(pulumi.ComponentResource):
         # UUID and replaces the item on every `up` (FACTS.md, 1Password provider: its issue #62).
         # The clear password, for people who log in from their password manager.
         admin_item = onepassword.Item(
-            f"{name}-admin-item",
+            f"{name}-{ADMIN_ITEM_RESOURCE}",
             vault=own.vault_id,
             title=config.argocd_admin_item,
             category=adopted.admin_category if adopted else "login",
@@ -261,7 +263,7 @@ class ArgoCD(pulumi.ComponentResource):
             SERVER_SECRET_KEY: server_secret_key,
         }
         secret_item = onepassword.Item(
-            f"{name}-secret-item",
+            f"{name}-{SECRET_ITEM_RESOURCE}",
             vault=own.vault_id,
             title=config.argocd_secret_item,
             category=adopted.secret_category if adopted else "secure_note",

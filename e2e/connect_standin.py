@@ -282,10 +282,11 @@ class ConnectStandIn:
         with self._lock:
             return self._files[file["id"]]
 
-    def edit_item(self, vault: str, title: str, fields: Mapping[str, str]) -> None:
-        """Change field values (by label) of an item, as a person does in the 1Password app: a new
-        version, which clients see after their sync delay."""
+    def edit_item(self, vault: str, title: str, fields: Mapping[str, str], new_title: str | None = None) -> None:
+        """Change field values (by label) of an item, and its title if given, as a person does in the
+        1Password app: a new version, which clients see after their sync delay."""
         item = self.item(vault, title)
+        item["title"] = new_title or item["title"]
         for field in item.get("fields", []):
             if field["label"] in fields:
                 field["value"] = fields[field["label"]]

@@ -6,7 +6,8 @@ chart repository with the reference values, kubectl for the ClusterSecretStore a
 and the items `argocd-secret` (a bcrypt `$2a$` hash, as `argocd account bcrypt` makes them, an mtime,
 a secret key) and `argo-admin` (the known password) in 1Password. Then `up` stops at the preflight,
 and `adopt --yes` takes it all over: argocd-secret keeps its uid and data, the known password still
-logs in, no 1Password item is added, and a rotation afterwards works.
+logs in, no 1Password item is added, a password then changed in both items by hand in 1Password is
+kept (the items are the source of truth), and a rotation afterwards works.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from e2e.test_g_login import log_in
 ARGOCD_SECRET = "/api/v1/namespaces/argocd/secrets/argocd-secret"
 EXTERNAL_SECRET = "/apis/external-secrets.io/v1beta1/namespaces/argocd/externalsecrets/argocd-secret"
 PASSWORD = "correct-horse-battery-staple-e2e"  # the reference setup's admin password, known to the test
+EDITED_PASSWORD = "changed-in-1password-by-hand-e2e"  # set in both items by hand after adopt
 MTIME = "2026-12-01T10:00:00Z"
 CLIENT = "eso-e2e-adopt"  # the Connect stand-in's name for this cluster's ESO (conftest.CONNECT_SERVERS)
 INIT_ITEMS = dict(zip(("credentialsItem", "tokenItem"), CONNECT_SERVERS[CLIENT], strict=True))
@@ -324,6 +326,31 @@ def test_after_adopt_the_known_password_logs_in_and_up_changes_nothing(
     assert "run 1: no changes" in run.output
     assert [route for route in run.requests if not route.startswith("GET ")] == []
     status_run = adopted.tool("status", "k: status after adopt")
+    assert status_run.code == 0, "a link is broken (the output is above)"
+
+
+def test_an_edit_of_the_adopted_items_in_1password_is_kept_and_reaches_argocd_secret(
+    by_hand: tuple[Deployment, dict[str, Secret]], connect: Connect
+) -> None:
+    """The adopted items are the source of truth until rotated: a password changed in 1Password (a
+    new hash in argocd-secret's item, the password in argo-admin) is named, and `up` keeps it."""
+    adopted, _ = by_hand
+    adopted.require_converged()
+    edited_hash = bcrypt.hashpw(EDITED_PASSWORD.encode(), bcrypt.gensalt(10)).decode()
+    connect.standin.edit_item(ADOPT_VAULT, "argocd-secret", {"admin.password": edited_hash})
+    connect.standin.edit_item(ADOPT_VAULT, "argo-admin", {"password": EDITED_PASSWORD})
+    connect.standin.synced()
+    run = adopted.tool("status", "k: status after the adopted items were edited")
+    assert run.code == 1
+    drift = harness.status_links(run.output, ("drift",))["drift"]
+    assert drift[0] == "BROKEN" and "'argocd-secret' in vault 'E2EAdopt': admin.password edited" in drift[1]
+    run = adopted.tool("up", "k: up after the adopted items were edited")
+    assert run.code == 0, "up failed (its output is above)"
+    assert "The items are adopted (adoptedArgocdItems)" in run.output
+    assert [route for route in run.requests if route.startswith("PUT ")] == [], "up wrote an adopted item"
+    assert secret_data(adopted.get(ARGOCD_SECRET))["admin.password"] == Secret(edited_hash)
+    assert adopted.outputs()["argocdAdminPassword"] == Secret(EDITED_PASSWORD)
+    status_run = adopted.tool("status", "k: status after up kept the edit")
     assert status_run.code == 0, "a link is broken (the output is above)"
 
 

@@ -21,6 +21,7 @@
 
 import base64
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -90,12 +91,20 @@ def test_an_interrupted_up_is_continued_by_the_next_up(
         assert "Continue with: ./cluster-secrets up e2e-wrong" in run.output
     else:
         assert run.code == -signal.SIGKILL, f"a killed up exited {run.code}"
+    if sig == signal.SIGKILL and eso_late:
+        # `preview` names what the killed run left unfinished (the ExternalSecret's create), and leaves it.
+        look = wrong.tool("preview", f"n: preview after {sig.name} {where}")
+        assert "operation(s) an interrupted run left unfinished:" in look.output
+        assert "creating kubernetes:external-secrets.io/v1beta1:ExternalSecret argocd-external-secret" in look.output
+        assert "`./cluster-secrets up e2e-wrong` settles them before it changes anything." in look.output
     # The hand-off never advances on an interrupted run: the phase is the one the last finished run left.
     expected = Phase.SYNCED if line == ARGOCD_UPGRADE else Phase.NEW
     assert phase_of(interrupted_outputs) == expected, "the hand-off advanced on an interrupted run"
 
     recovered = wrong.tool("up", f"n: up after {sig.name} {where}")
     assert recovered.code == 0, f"up after {sig.name} {where} did not converge (its output is above)"
+    if sig == signal.SIGKILL:
+        assert "Settling them before up: `pulumi refresh`" in recovered.output
     FIGURES.note(f"n: {sig.name} {where}: the next up converged in {recovered.seconds:.0f}s")
     assert phase_of(wrong.outputs()) == Phase.HANDED_OVER
     assert recovery.stack_locks(wrong.env["PULUMI_BACKEND_URL"], wrong.stack) == [], "a lock was left"
@@ -121,6 +130,8 @@ def test_a_second_up_at_the_same_time_stops_at_once_naming_the_lock(wrong: Deplo
     assert "Stack e2e-wrong is locked: another run" in second.output
     assert "pulumi cancel --stack e2e-wrong --yes" in second.output
     assert ".pulumi/locks/organization/cluster-secrets/e2e-wrong/" in second.output
+    assert f"@{socket.gethostname()}, since " in second.output  # the user, host and time of the holder
+    assert "run 1 from" not in second.output and "changed by hand" not in second.output  # Pulumi never ran
     assert first and first[0].code == 0, "the first up failed (its output is above)"
     check = wrong.tool("preview", "n: preview after two ups")
     assert check.code == 0 and "Preview of e2e-wrong: no changes." in check.output
@@ -154,6 +165,7 @@ def test_drift_is_named_by_status_and_the_drift_check_and_repaired_by_up(wrong: 
     assert "ClusterSecretStore one-secretstore: spec.provider.onepassword.connectHost changed" in links["drift"][1]
     check = wrong.tool("preview", "n: the drift check, with drift", extra=DRIFT_CHECK)
     assert check.code == 1, "the drift check passed on a drifted stack"
+    assert "ExternalSecret argocd/argocd-secret: deleted" in check.output  # the preflight names them
 
     run = wrong.tool("up", "n: up repairs the drift")
     assert run.code == 0, "up did not repair the drift (its output is above)"
@@ -193,25 +205,31 @@ def test_the_items_edited_in_1password_are_named_and_written_back_by_up(wrong: D
     secret_item, admin_item = stack_outputs["argocdSecretItemTitle"], stack_outputs["argocdAdminItemTitle"]
     before = wrong.get(ARGOCD_SECRET)["data"]
     written = connect.item_fields(WRONG_VAULT, secret_item)
-    # By hand, in 1Password: the hash of another password, and that password in the admin item.
+    # By hand, in 1Password: the hash of another password, and that password in the admin item,
+    # renamed as well.
     someone_elses = bcrypt.hashpw(b"someone-elses-password", bcrypt.gensalt(10)).decode()
     connect.standin.edit_item(WRONG_VAULT, secret_item, {"admin.password": someone_elses})
-    connect.standin.edit_item(WRONG_VAULT, admin_item, {"password": "someone-elses-password"})
+    renamed = f"{admin_item}-renamed"
+    connect.standin.edit_item(WRONG_VAULT, admin_item, {"password": "someone-elses-password"}, new_title=renamed)
     connect.standin.synced()  # as Connect serves them after its sync
 
     # Before ESO's hourly refresh copies it: the cluster is as it was, the items are not.
     run = wrong.tool("status", "n: status with the items edited in 1Password")
     assert run.code == 1
+    assert run.requests == {"GET /v1/vaults/{vault}/items/{item}": 2}, "status reads each item once"
+    assert wrong.get(ARGOCD_SECRET)["data"] == before
     drift_line = status_links(run.output, ("drift",))["drift"]
     assert drift_line[0] == "BROKEN"
-    assert (
-        f"1Password item '{secret_item}' in vault '{WRONG_VAULT}': admin.password edited in 1Password"
-        in (drift_line[1])
+    edited_secret_item = f"1Password item '{secret_item}' in vault '{WRONG_VAULT}': admin.password edited in 1Password"
+    edited_admin_item = (
+        f"1Password item '{admin_item}' in vault '{WRONG_VAULT}': title changed to '{renamed}' "
+        "and password edited in 1Password"
     )
-    assert f"1Password item '{admin_item}' in vault '{WRONG_VAULT}': password edited in 1Password" in drift_line[1]
+    assert edited_secret_item in drift_line[1] and edited_admin_item in drift_line[1]
     assert printed(run.output, hash=someone_elses, password="someone-elses-password") == []
     check = wrong.tool("preview", "n: the drift check, with the items edited", extra=DRIFT_CHECK)
     assert check.code == 1, "the drift check passed with the items edited in 1Password"
+    assert edited_secret_item in check.output and edited_admin_item in check.output
 
     # ESO's refresh, made to come now: argocd-secret takes the edit.
     annotation = {"metadata": {"annotations": {REFRESH_ANNOTATION: str(time.time())}}}
@@ -236,7 +254,9 @@ def test_the_items_edited_in_1password_are_named_and_written_back_by_up(wrong: D
 
     run = wrong.tool("up", "n: up writes the items back")
     assert run.code == 0, "up did not write the items back (its output is above)"
-    assert "admin.password edited in 1Password" in run.output
+    assert edited_secret_item in run.output and edited_admin_item in run.output
+    asked = "has admin.password other than the stack wrote to the item; asked ESO to sync again"
+    assert asked in run.output, "up did not wait for ESO to copy the stack's hash back"
     assert recovery.stack_locks(wrong.env["PULUMI_BACKEND_URL"], wrong.stack) == [], "a lock was left"
     assert printed(run.output, hash=someone_elses, password=password) == []
     assert connect.item_fields(WRONG_VAULT, secret_item) == written

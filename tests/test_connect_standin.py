@@ -198,15 +198,16 @@ def test_a_write_is_seen_after_each_clients_sync_delay(standin: ConnectStandIn) 
     assert get_json(standin, item_path)["version"] == 2
 
     # Edits and deletions made in the 1Password app sync the same way.
-    standin.edit_item("InitHomeLab", "onepassword-connect-token", {"password": "rotated"})
+    standin.edit_item("InitHomeLab", "onepassword-connect-token", {"password": "rotated"}, new_title="renamed")
     init = vault_id(standin, "InitHomeLab")
-    token_item = standin.item("InitHomeLab", "onepassword-connect-token")
+    token_item = standin.item("InitHomeLab", "renamed")
     token_path = f"/v1/vaults/{init}/items/{token_item['id']}"
     assert get_json(standin, token_path)["fields"][0]["value"] == TOKENS["homelab"]
     standin.delete_item("HomeLab", "x")
     assert call(standin, "GET", item_path)[0] == 200 and standin.items("HomeLab") == []
     standin.synced()
     assert get_json(standin, token_path)["fields"][0]["value"] == "rotated"
+    assert get_json(standin, token_path)["title"] == "renamed"
     assert call(standin, "GET", item_path)[0] == 404 and get_json(standin, by_title) == []
 
 

@@ -13,7 +13,7 @@ from components import outputs
 from components.admin_secret import ARGOCD_SECRET_KEYS, item_digests
 from tests.fake_cluster import CANARY_HASH, CANARY_KEY, MTIME, FakeCluster, b64
 from tests.fake_pulumi import ADMIN_ITEM, CIPHERTEXT, SECRET_ITEM, deployed_resources
-from tests.test_deploy import FakeCli
+from tests.test_deploy import FakeCli, FakeVaults
 from tests.test_status import NOW, TARGET, healthy_outputs
 from tests.test_takeover import release_record
 
@@ -268,3 +268,19 @@ def test_status_compares_argocd_secret_with_what_the_stack_wrote_to_the_item():
     assert not line.ok
     assert "admin.password other than the stack wrote to the item" in line.text
     assert "./cluster-secrets up homelab puts the item back" in line.text and "$2b$10$edited" not in line.text
+
+
+def test_an_item_whose_state_a_refresh_already_updated_is_compared_with_what_the_program_set():
+    resources = deployed_resources()
+    resources[1]["outputs"]["title"] = "argo-admin-renamed"  # an interrupted refresh read the rename
+    renamed = ItemDetails("item2", "argo-admin-renamed", "LOGIN", admin_item().fields)
+    vaults = FakeVaults()
+    vaults.details = {"item1": secret_item(), "item2": renamed}
+    found = preflight.edited_items(preflight.state_items({"resources": resources}), ITEM_OUTPUTS, lambda: vaults)
+    assert found == [
+        drift.Drift(
+            ADMIN_ITEM,
+            "1Password item 'argo-admin' in vault 'HomeLab'",
+            "title changed to 'argo-admin-renamed' in 1Password",
+        )
+    ]
