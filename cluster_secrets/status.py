@@ -58,6 +58,7 @@ class Target:
     connect_host: str = ""  # connectHost, with external-connect
     gitops_repo_url: str = ""  # gitopsRepoURL: empty, no GitOps links
     gitops_credentials_item: str = ""  # gitopsCredentialsItem: empty, a public repository
+    items_owner: str = ""  # the stack that owns the admin items, when not this one (shareArgocdAdmin)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _secret_lines(
     ns: str,
     mtime_in_state: Any,
     sync: str,
-    stack: str,
+    owner: str,
     digests: Mapping[str, str] | None = None,
 ) -> list[Line]:
     """Lines 4 and 5: argocd-secret itself (with `digests`, its other values against what the stack
@@ -181,7 +182,7 @@ def _secret_lines(
     other_keys = {key: value for key, value in (digests or {}).items() if key != ADMIN_PASSWORD_MTIME}
     if stale := [key for key in differing_keys(data, other_keys) if key in data]:
         problems.append(f"{', '.join(stale)} other than the stack wrote to the item (an edit in 1Password synced)")
-        fixes.append(f"./cluster-secrets up {stack} puts the item back and makes ESO sync")
+        fixes.append(f"./cluster-secrets up {owner} puts the item back and makes ESO sync")
     if problems:
         secret_line = Line("argocd-secret", False, f"{where}: {'; '.join(problems)}. Fix: {'; '.join(fixes)}")
     else:
@@ -362,7 +363,7 @@ def check_chain(
     secret = cluster.secret(ns, ARGOCD_SECRET)
     mtime = stack_outputs.get(outputs.ARGOCD_ADMIN_PASSWORD_MTIME)
     digests = (stack_outputs.get(outputs.ARGOCD_ITEM_DIGESTS) or {}).get(SECRET_ITEM)
-    lines += _secret_lines(secret, external_secret, ns, mtime, sync, stack, digests)
+    lines += _secret_lines(secret, external_secret, ns, mtime, sync, target.items_owner or stack, digests)
 
     phase = converge.phase_of(stack_outputs)
     done = phase == converge.target_phase(target.create_secret_mode)
@@ -436,6 +437,8 @@ def run(
                 config.connect_host,
                 config.gitops_repo_url,
                 config.gitops_credentials_item,
+                # primaryStack is organization/project/stack; the tool takes the stack's name.
+                config.primary_stack.rsplit("/", 1)[-1] if config.share_argocd_admin else "",
             ),
             cluster,
             clock(),

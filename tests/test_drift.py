@@ -284,3 +284,12 @@ def test_an_item_whose_state_a_refresh_already_updated_is_compared_with_what_the
             "title changed to 'argo-admin-renamed' in 1Password",
         )
     ]
+
+
+def test_a_sharing_stack_is_told_to_run_up_on_the_stack_that_owns_the_items():
+    cluster = FakeCluster()
+    cluster.object("secret", "argocd", "argocd-secret")["data"]["admin.password"] = b64("$2b$10$edited")
+    sharing = status.Target("homelab-2", "onepassword", "eso", "auto", items_owner="homelab")
+    lines = status.check_chain({**healthy_outputs(), **ITEM_OUTPUTS}, sharing, cluster, NOW)
+    [line] = [x for x in lines if x.link == "argocd-secret"]
+    assert "Fix: ./cluster-secrets up homelab puts the item back" in line.text
