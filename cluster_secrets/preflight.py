@@ -354,14 +354,13 @@ def check(
             edited = edited_items(kept, stack_outputs, lambda: onepassword)
         except OnePasswordError as error:
             raise OnePasswordError(f"before {command}, reading 1Password: {error}") from None
+        if repair(state, api, drifts + edited, scaled, command, stack.name, say):
+            exported = state.export()
         if edited and config.adopted_argocd_items:
             say(
                 "The items are adopted (adoptedArgocdItems): their values not rotated since adopt are read from them "
                 "at each evaluation, so `up` keeps an edit of those and has ESO copy it into argocd-secret."
             )
-        drifts += edited
-        if repair(state, api, drifts, scaled, command, stack.name, say):
-            exported = state.export()
     deleted = deleted_items(items, listed)
     if deleted:
         say(deleted_message(deleted, command))

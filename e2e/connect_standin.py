@@ -120,6 +120,7 @@ class ConnectStandIn:
         self.host, self.port = host, port
         self.sync_delay = sync_delay  # every client's, unless set_sync_delay gave it its own
         self._client_delays: dict[str, float] = {}
+        self._synced_up_to: dict[str, float] = {}  # client -> what it had synced when its delay last grew
         self._lock = threading.Lock()
         self._vaults: dict[str, dict[str, Any]] = {}  # id -> vault
         # vault id -> item id -> the item's writes, oldest first: (when, the item then, or None once deleted)
@@ -184,11 +185,15 @@ class ConnectStandIn:
         return self._server is not None
 
     def set_sync_delay(self, seconds: float, client: str | None = None) -> None:
-        """How long until `client` (every client, without one) sees a write."""
+        """How long until `client` (every client, without one) sees a write. A Connect that falls
+        behind keeps what it had synced: a longer delay holds back later writes, it never brings
+        back an item the client had seen deleted."""
         if client is None:
             self.sync_delay = seconds
             self._client_delays.clear()
+            self._synced_up_to.clear()
         else:
+            self._synced_up_to[client] = time.monotonic() - self._client_delays.get(client, self.sync_delay)
             self._client_delays[client] = seconds
 
     def synced(self) -> None:
@@ -212,6 +217,7 @@ class ConnectStandIn:
     def _visible(self, vault_id: str, client: str) -> dict[str, dict[str, Any]]:
         """The vault as `client`'s Connect serves it: the writes older than its sync delay."""
         seen_before = time.monotonic() - self._client_delays.get(client, self.sync_delay)
+        seen_before = max(seen_before, self._synced_up_to.get(client, seen_before))
         visible = {}
         for item_id, writes in self._writes[vault_id].items():
             synced = [item for at, item in writes if at <= seen_before]

@@ -211,6 +211,27 @@ def test_a_write_is_seen_after_each_clients_sync_delay(standin: ConnectStandIn) 
     assert call(standin, "GET", item_path)[0] == 404 and get_json(standin, by_title) == []
 
 
+def test_a_connect_that_falls_behind_keeps_what_it_had_synced(standin: ConnectStandIn) -> None:
+    home = vault_id(standin, "HomeLab")
+    standin.set_sync_delay(0.2)
+    _, _, body = call(standin, "POST", f"/v1/vaults/{home}/items", {"title": "old", "category": "LOGIN"})
+    old_path = f"/v1/vaults/{home}/items/{json.loads(body)['id']}"
+    time.sleep(0.6)
+    standin.delete_item("HomeLab", "old")
+    standin.synced()
+    assert call(standin, "GET", old_path, client="homelab-2")[0] == 404
+    # Behind from now on by less than the item lived: a view rewound by 0.5 s would show it again.
+    standin.set_sync_delay(0.5, client="homelab-2")
+    assert call(standin, "GET", old_path, client="homelab-2")[0] == 404
+    _, _, body = call(standin, "POST", f"/v1/vaults/{home}/items", {"title": "new", "category": "LOGIN"})
+    new_path = f"/v1/vaults/{home}/items/{json.loads(body)['id']}"
+    time.sleep(0.3)
+    assert call(standin, "GET", new_path)[0] == 200
+    assert call(standin, "GET", new_path, client="homelab-2")[0] == 404  # a write after it is held back
+    time.sleep(0.3)
+    assert call(standin, "GET", new_path, client="homelab-2")[0] == 200
+
+
 def test_requests_are_counted_by_client_and_route_template_not_by_id(standin: ConnectStandIn) -> None:
     init = vault_id(standin, "InitHomeLab")
     for _ in range(2):
