@@ -189,7 +189,8 @@ def _secret_lines(
         secret_line = Line(
             "argocd-secret",
             True,
-            f"{where}, controlled by the ExternalSecret, kept, keys {', '.join(ARGOCD_SECRET_KEYS)}",
+            f"{where}, controlled by the ExternalSecret, kept, keys {', '.join(ARGOCD_SECRET_KEYS)}"
+            + (", as the stack wrote them to the item" if digests else ""),
         )
 
     # admin.passwordMtime is a timestamp, not a secret: it may be printed.

@@ -261,7 +261,7 @@ def test_status_reads_the_items_with_the_stacks_onepassword_config():
 def test_status_compares_argocd_secret_with_what_the_stack_wrote_to_the_item():
     stack_outputs = {**healthy_outputs(), **ITEM_OUTPUTS}
     [line] = [x for x in status.check_chain(stack_outputs, TARGET, FakeCluster(), NOW) if x.link == "argocd-secret"]
-    assert line.ok, line
+    assert line.ok and line.text.endswith(", as the stack wrote them to the item"), line
     cluster = FakeCluster()
     cluster.object("secret", "argocd", "argocd-secret")["data"]["admin.password"] = b64("$2b$10$edited")
     [line] = [x for x in status.check_chain(stack_outputs, TARGET, cluster, NOW) if x.link == "argocd-secret"]
