@@ -348,7 +348,8 @@ def check(
         if found:
             raise UsageError(conflict_message(stack.name, found))
         check_upgrade(stack.name, config, releases, live_eso, say)
-        kept = [item for item in items if item not in deleted_items(items, listed)]
+        deleted = deleted_items(items, listed)
+        kept = [item for item in items if item not in deleted]
         stack_outputs = {name: output.value for name, output in stack.outputs().items()} if kept else {}
         try:
             edited = edited_items(kept, stack_outputs, lambda: onepassword)
@@ -361,7 +362,8 @@ def check(
                 "The items are adopted (adoptedArgocdItems): their values not rotated since adopt are read from them "
                 "at each evaluation, so `up` keeps an edit of those and has ESO copy it into argocd-secret."
             )
-    deleted = deleted_items(items, listed)
+    else:
+        deleted = deleted_items(items, listed)
     if deleted:
         say(deleted_message(deleted, command))
         if command != "preview":
